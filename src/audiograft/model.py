@@ -1,0 +1,245 @@
+"""GraftModel: audio encoder -> projector -> LLM, joined through `inputs_embeds`.
+
+The composition follows transformers' Qwen2-Audio: the prompt is embedded by the LLM's own embedding
+table, projected audio frames are scattered into the audio positions once, and the LLM's own
+`forward` and `generate` do the rest. Nothing in transformers is forked or patched.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from audiograft.config import GraftConfig, LoraSettings
+from audiograft.encoders import AudioEncoder, load_encoder
+from audiograft.llms import LanguageModel, is_vision_language, load_llm, lora_target_modules
+from audiograft.projectors import build_projector
+from audiograft.prompting import Prompter
+
+logger = logging.getLogger(__name__)
+
+PROJECTOR_WEIGHTS = "projector.safetensors"
+LORA_DIR = "lora"
+ENCODER_PREFIX = "encoder."
+
+Audio = np.ndarray | list[np.ndarray]
+
+
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 on accelerators; fp32 on CPU, where bf16 arithmetic is slower."""
+    return torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+
+
+class GraftModel(nn.Module):
+    def __init__(self, config: GraftConfig, encoder: AudioEncoder, language_model: LanguageModel):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.llm = language_model.model
+        self.tokenizer = language_model.tokenizer
+        self.processor = language_model.processor
+        d_llm = self.llm.get_input_embeddings().embedding_dim
+        self.projector = build_projector(config, encoder.hidden_size, d_llm).to(self.llm.dtype)
+        self.prompter = Prompter(self.tokenizer, self.processor, config.system_prompt)
+        # Vision-language models find their image positions and M-RoPE indices from input_ids,
+        # so they get the ids alongside the embeddings; plain causal LMs accept only one of the two.
+        self._llm_takes_ids_with_embeds = is_vision_language(self.llm.config)
+
+    @classmethod
+    def from_config(cls, config: GraftConfig, device: str = "cpu", dtype: torch.dtype | None = None) -> GraftModel:
+        """A graft with a freshly initialised projector on top of the named base models."""
+        dtype = dtype or default_dtype(device)
+        encoder = load_encoder(config.encoder, config.encoder_context, dtype)
+        model = cls(config, encoder, load_llm(config.llm, dtype))
+        if config.lora is not None:
+            model.add_lora(config.lora)
+        return model.to(device)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> GraftModel:
+        """Rebuild a saved graft: base models by name, then the trained projector and LoRA weights."""
+        directory = Path(directory)
+        config = GraftConfig.load(directory)
+        config.encoder = _resolve_relative(config.encoder, directory)
+        config.llm = _resolve_relative(config.llm, directory)
+        lora = config.lora
+        config.lora = None
+        model = cls.from_config(config, device, dtype)
+        model.projector.load_state_dict(load_file(directory / PROJECTOR_WEIGHTS, device=str(device)))
+        if lora is not None:
+            model.llm = PeftModel.from_pretrained(model.llm, directory / LORA_DIR)
+            model.config.lora = lora
+        return model.eval()
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write only what was trained: projector (and LoRA) safetensors plus the config naming the bases."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, directory / PROJECTOR_WEIGHTS)
+        if isinstance(self.llm, PeftModel):
+            self.llm.save_pretrained(directory / LORA_DIR)
+        self.config.save(directory)
+        return directory
+
+    def add_lora(self, settings: LoraSettings) -> None:
+        """Stage 2: LoRA adapters on the LLM's linear layers; the encoder and any vision tower stay untouched."""
+        lora_config = LoraConfig(
+            r=settings.r,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=lora_target_modules(self.llm, settings.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        self.llm = get_peft_model(self.llm, lora_config)
+        self.config.lora = settings
+
+    def merge(self, directory: str | Path) -> Path:
+        """Write a standalone graft: LoRA merged into the LLM, base weights copied in, no adapters left."""
+        directory = Path(directory)
+        llm = self.llm.merge_and_unload() if isinstance(self.llm, PeftModel) else self.llm
+        llm.save_pretrained(directory / "llm")
+        (self.processor or self.tokenizer).save_pretrained(directory / "llm")
+        encoder_dir = directory / "encoder"
+        encoder_dir.mkdir(parents=True, exist_ok=True)
+        encoder_model = self.encoder.model
+        encoder_model.config.save_pretrained(encoder_dir)
+        state = {ENCODER_PREFIX + k: v.contiguous() for k, v in encoder_model.state_dict().items()}
+        save_file(state, encoder_dir / "model.safetensors")
+        save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, directory / PROJECTOR_WEIGHTS)
+        merged = GraftConfig.from_dict({**self.config.to_dict(), "encoder": "encoder", "llm": "llm", "lora": None})
+        merged.save(directory)
+        return directory
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.parameters().__next__().device
+
+    def embed_audio(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected audio tokens (clips, tokens, d_llm) and the number that belong to each clip."""
+        encoder_trainable = any(p.requires_grad for p in self.encoder.parameters())
+        with torch.set_grad_enabled(encoder_trainable and torch.is_grad_enabled()):
+            frames, frame_lengths = self.encoder(input_features.to(self.device), feature_lengths.to(self.device))
+        return self.projector(frames.to(self.projector_dtype), frame_lengths)
+
+    @property
+    def projector_dtype(self) -> torch.dtype:
+        return next(self.projector.parameters()).dtype
+
+    def audio_token_counts(self, feature_lengths: torch.Tensor) -> list[int]:
+        frame_lengths = self.encoder.output_lengths(feature_lengths)
+        if self.config.projector == "linear":
+            return frame_lengths.tolist()
+        return (-(-frame_lengths // self.config.downsample)).tolist()
+
+    def prepare(
+        self,
+        audios: list[Audio],
+        instruction: str | None = None,
+        answers: list[str] | None = None,
+        images: list[list[Any]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs for a batch: each example has one clip or a list of clips (in prompt order).
+
+        With `answers` the batch is right-padded and carries labels (training); without, it is
+        left-padded for generation.
+        """
+        clips_per_example = [[a] if isinstance(a, np.ndarray) else list(a) for a in audios]
+        features, feature_lengths = self.encoder.featurize([clip for clips in clips_per_example for clip in clips])
+        counts = iter(self.audio_token_counts(feature_lengths))
+        instruction = instruction or self.config.instruction
+        prompts = [
+            self.prompter.encode(
+                [next(counts) for _ in clips],
+                instruction,
+                answer=None if answers is None else answers[index],
+                images=None if images is None else images[index],
+            )
+            for index, clips in enumerate(clips_per_example)
+        ]
+        batch = self.prompter.collate(prompts, padding_side="left" if answers is None else "right")
+        return {**batch, "input_features": features, "feature_lengths": feature_lengths}
+
+    def _merge_audio(self, input_ids, audio_mask, input_features, feature_lengths) -> torch.Tensor:
+        inputs_embeds = self.llm.get_input_embeddings()(input_ids)
+        tokens, token_lengths = self.embed_audio(input_features, feature_lengths)
+        valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < token_lengths[:, None]
+        audio_tokens = tokens[valid]
+        if int(audio_mask.sum()) != audio_tokens.shape[0]:
+            raise ValueError(
+                f"the prompts hold {int(audio_mask.sum())} audio positions but the clips give "
+                f"{audio_tokens.shape[0]} audio tokens"
+            )
+        return inputs_embeds.masked_scatter(audio_mask[..., None], audio_tokens.to(inputs_embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        audio_mask: torch.Tensor,
+        input_features: torch.Tensor,
+        feature_lengths: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        **llm_kwargs: Any,
+    ):
+        """The LLM's own forward on the merged embeddings; with labels, its loss over the answers."""
+        device = self.device
+        input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
+        inputs_embeds = self._merge_audio(input_ids, audio_mask, input_features, feature_lengths)
+        if self._llm_takes_ids_with_embeds:
+            llm_kwargs["input_ids"] = input_ids
+        if labels is not None:
+            llm_kwargs["labels"] = labels.to(device)
+        return self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **_to_device(llm_kwargs, device))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        audio_mask: torch.Tensor,
+        input_features: torch.Tensor,
+        feature_lengths: torch.Tensor,
+        **generate_kwargs: Any,
+    ) -> torch.Tensor:
+        """The LLM's own `generate` from the merged embeddings; returns only the new tokens."""
+        device = self.device
+        input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
+        inputs_embeds = self._merge_audio(input_ids, audio_mask, input_features, feature_lengths)
+        generate_kwargs.setdefault("eos_token_id", self.prompter.stop_token_ids)
+        generate_kwargs.setdefault("pad_token_id", self.prompter.pad_id)
+        generate_kwargs.setdefault("do_sample", False)
+        # input_ids travel with the embeddings so that generate tracks the prompt (and VLMs their M-RoPE);
+        # the first step uses the embeddings, and the returned sequences begin with the prompt ids.
+        output = self.llm.generate(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            **_to_device(generate_kwargs, device),
+        )
+        return output[:, input_ids.shape[1] :]
+
+    def transcribe(self, audios: list[Audio], instruction: str | None = None, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers for a batch of clips (the plain path; `Transcriber` adds long-form and timestamps)."""
+        batch = self.prepare(audios, instruction)
+        if max_new_tokens is None:
+            # Speech runs at about 3 tokens per second: a generous bound stops runaway loops early.
+            seconds = float(batch["feature_lengths"].max()) / 100
+            max_new_tokens = int(16 + 8 * seconds)
+        tokens = self.generate(**batch, max_new_tokens=max_new_tokens)
+        return [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+
+def _resolve_relative(name_or_path: str, directory: Path) -> str:
+    candidate = directory / name_or_path
+    return str(candidate) if not Path(name_or_path).is_absolute() and candidate.exists() else name_or_path
+
+
+def _to_device(values: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()}

@@ -1,0 +1,216 @@
+"""Tiny random base models built in code and saved to disk, so tests exercise the real loading path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    ProcessorMixin,
+    Qwen2AudioConfig,
+    Qwen2AudioForConditionalGeneration,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLProcessor,
+    WhisperConfig,
+    WhisperForConditionalGeneration,
+)
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|AUDIO|>",
+]
+CORPUS = [
+    "transcribe the audio please",
+    "the quick brown fox jumps over the lazy dog",
+    "system user assistant hello world",
+    "describe the image and the sound",
+] * 20
+
+
+def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    # The pad token is the EOS token on purpose: the known way such a graft never learns to stop.
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHATML,
+        extra_special_tokens={"image_token": "<|image_pad|>"},
+    )
+
+
+TOKENIZER = build_tokenizer()
+VOCAB = len(TOKENIZER)
+ENCODER_KW = dict(
+    num_mel_bins=80,
+    d_model=32,
+    encoder_layers=2,
+    encoder_attention_heads=4,
+    encoder_ffn_dim=64,
+    max_source_positions=1500,
+)
+LLM_KW = dict(
+    vocab_size=VOCAB,
+    hidden_size=48,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+    tie_word_embeddings=False,
+)
+
+
+def _seeded(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def save_whisper(path: Path) -> Path:
+    _seeded(0)
+    config = WhisperConfig(
+        vocab_size=100,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        decoder_layers=1,
+        decoder_attention_heads=4,
+        decoder_ffn_dim=64,
+        max_target_positions=64,
+        **ENCODER_KW,
+    )
+    WhisperForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+def save_causal_lm(path: Path, family: str) -> Path:
+    _seeded(1)
+    special = dict(
+        bos_token_id=TOKENIZER.convert_tokens_to_ids("<|im_start|>"),
+        eos_token_id=TOKENIZER.eos_token_id,
+        pad_token_id=TOKENIZER.pad_token_id,
+    )
+    if family == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**LLM_KW, **special))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**LLM_KW, **special))
+    model.save_pretrained(path)
+    TOKENIZER.save_pretrained(path)
+    return path
+
+
+class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+    """Qwen2-VL's processor without its video processor, which needs torchvision (no CPU build here)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+        self.image_token = tokenizer.image_token
+        self.video_token = "<|video_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+
+
+def vision_processor_class():
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return ImageOnlyQwen2VLProcessor
+    return Qwen2VLProcessor
+
+
+def save_qwen2_vl(path: Path) -> Path:
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    _seeded(2)
+    ids = TOKENIZER.convert_tokens_to_ids
+    text_config = dict(
+        LLM_KW, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 2, 2]}
+    )
+    config = Qwen2VLConfig(
+        text_config=text_config,
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=48, num_heads=4, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+    Qwen2VLForConditionalGeneration(config).save_pretrained(path)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
+    processor_class = vision_processor_class()
+    processor_class(image_processor=image_processor, tokenizer=TOKENIZER, chat_template=CHATML).save_pretrained(path)
+    return path
+
+
+def save_qwen2_audio(path: Path) -> Qwen2AudioForConditionalGeneration:
+    _seeded(3)
+    config = Qwen2AudioConfig(
+        audio_config=dict(ENCODER_KW, model_type="qwen2_audio_encoder"),
+        text_config=dict(LLM_KW, model_type="qwen2"),
+        audio_token_id=TOKENIZER.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+    model = Qwen2AudioForConditionalGeneration(config).eval()
+    model.save_pretrained(path)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _vision_processor_without_torchvision(monkeypatch):
+    processor_class = vision_processor_class()
+    if processor_class is not Qwen2VLProcessor:
+        monkeypatch.setattr("audiograft.llms.AutoProcessor", processor_class)
+
+
+@pytest.fixture(scope="session")
+def base_models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bases")
+    return {
+        "whisper": save_whisper(root / "whisper"),
+        "qwen2": save_causal_lm(root / "qwen2", "qwen2"),
+        "llama": save_causal_lm(root / "llama", "llama"),
+        "qwen2_vl": save_qwen2_vl(root / "qwen2_vl"),
+    }
+
+
+def make_clips(durations: list[float], seed: int = 0) -> list[np.ndarray]:
+    """Noise-like clips with a tone whose pitch depends on the clip, so clips differ in content."""
+    rng = np.random.default_rng(seed)
+    clips = []
+    for index, seconds in enumerate(durations):
+        t = np.arange(int(seconds * 16000)) / 16000
+        tone = 0.3 * np.sin(2 * np.pi * (200 + 150 * index) * t)
+        clips.append((tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32))
+    return clips

@@ -1,0 +1,164 @@
+"""GraftModel end to end on tiny random Whisper + Qwen2 / Llama / Qwen2-VL."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from audiograft.config import GraftConfig, LoraSettings
+from audiograft.model import LORA_DIR, PROJECTOR_WEIGHTS, GraftModel
+from conftest import make_clips
+
+FAMILIES = ["qwen2", "llama", "qwen2_vl"]
+
+
+def build(base_models, family, **overrides) -> GraftModel:
+    torch.manual_seed(0)
+    config = GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models[family]), **overrides)
+    return GraftModel.from_config(config).eval()
+
+
+def greedy(model, clips, max_new_tokens=6, **kwargs):
+    batch = model.prepare(clips, **kwargs)
+    return model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_loss_backpropagates_only_into_trainable_parts(base_models, family):
+    model = build(base_models, family)
+    model.train()
+    batch = model.prepare(make_clips([1.0, 2.0]), answers=["hello world", "the lazy dog"])
+    loss = model(**batch).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is None for p in model.llm.parameters())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generate_returns_new_tokens_and_batch_equals_single(base_models, family):
+    model = build(base_models, family)
+    clips = make_clips([0.7, 2.9, 1.6])
+    batched = greedy(model, clips)
+    assert batched.shape == (3, 6)
+    for index, clip in enumerate(clips):
+        assert torch.equal(greedy(model, [clip])[0], batched[index])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_batch_equals_single(base_models, family):
+    model = build(base_models, family)
+    clips, answers = make_clips([0.5, 2.4]), ["the fox", "hello world again"]
+    batch = model.prepare(clips, answers=answers)
+    with torch.no_grad():
+        logits = model(**batch).logits
+        for index in range(2):
+            single = model.prepare([clips[index]], answers=[answers[index]])
+            alone = model(**single).logits[0]
+            torch.testing.assert_close(logits[index, : alone.shape[0]], alone, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_different_audio_gives_different_output(base_models, family):
+    model = build(base_models, family)
+    low_tone, high_tone = make_clips([1.5, 1.5])
+    with torch.no_grad():
+        first = model(**model.prepare([low_tone])).logits[0, -1]
+        second = model(**model.prepare([high_tone])).logits[0, -1]
+        again = model(**model.prepare([low_tone])).logits[0, -1]
+    # A tiny random LLM barely moves its logits; unchanged audio gives bit-identical ones.
+    assert torch.equal(first, again)
+    assert (first - second).abs().max() > 1e-5
+
+
+@pytest.mark.parametrize("projector", ["linear", "pool", "stack"])
+def test_save_load_round_trip_writes_only_trained_weights(base_models, tmp_path, projector):
+    model = build(base_models, "qwen2", projector=projector, downsample=1 if projector == "linear" else 3)
+    model.add_lora(LoraSettings(r=4, alpha=8, dropout=0.0))
+    with torch.no_grad():
+        for parameter in model.llm.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0, 0.1)  # LoRA's B starts at zero; make the adapter matter
+    clips = make_clips([1.2, 0.8])
+    expected = greedy(model, clips)
+
+    model.save_pretrained(tmp_path / "graft")
+    saved = sorted(p.relative_to(tmp_path / "graft").as_posix() for p in (tmp_path / "graft").rglob("*") if p.is_file())
+    assert PROJECTOR_WEIGHTS in saved and f"{LORA_DIR}/adapter_model.safetensors" in saved
+    assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in saved)
+    with safe_open(str(tmp_path / "graft" / PROJECTOR_WEIGHTS), "pt") as reader:
+        assert set(reader.keys()) == set(model.projector.state_dict())
+
+    restored = GraftModel.from_pretrained(tmp_path / "graft")
+    assert restored.config == model.config
+    assert torch.equal(greedy(restored, clips), expected)
+
+
+def test_merge_writes_standalone_model_with_same_output(base_models, tmp_path):
+    model = build(base_models, "llama")
+    model.add_lora(LoraSettings(r=4, alpha=8, dropout=0.0))
+    with torch.no_grad():
+        for parameter in model.llm.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0, 0.1)
+    clips = make_clips([1.0, 2.0])
+    with torch.no_grad():
+        expected = model(**model.prepare(clips)).logits
+    model.save_pretrained(tmp_path / "graft")
+
+    GraftModel.from_pretrained(tmp_path / "graft").merge(tmp_path / "merged")
+    merged = GraftModel.from_pretrained(tmp_path / "merged")
+    assert merged.config.lora is None and not (tmp_path / "merged" / LORA_DIR).exists()
+    assert merged.config.encoder.endswith("encoder") and merged.config.llm.endswith("llm")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**merged.prepare(clips)).logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_lora_targets_the_llm_only_never_encoder_or_vision(base_models):
+    model = build(base_models, "qwen2_vl", lora=LoraSettings(r=2, alpha=4))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    lora = {name for name in trainable if "lora_" in name}
+    assert lora and all("language_model" in name for name in lora)
+    assert not any(name.startswith("encoder.") or "visual" in name for name in trainable)
+    assert trainable - lora == {name for name, _ in model.projector.named_parameters(prefix="projector")}
+
+
+def test_vision_language_prompt_with_image_and_audio(base_models):
+    model = build(base_models, "qwen2_vl")
+    rng = np.random.default_rng(0)
+    image_a = Image.fromarray(rng.integers(0, 255, (56, 56, 3), dtype=np.uint8))
+    image_b = Image.fromarray(rng.integers(0, 255, (56, 56, 3), dtype=np.uint8))
+    clip_a, clip_b = make_clips([1.0, 1.0])
+
+    def last_logits(clip, image):
+        batch = model.prepare([clip], images=[[image]])
+        assert "pixel_values" in batch and "image_grid_thw" in batch
+        with torch.no_grad():
+            return model(**batch).logits[0, -1]
+
+    base = last_logits(clip_a, image_a)
+    assert (last_logits(clip_a, image_b) - base).abs().max() > 1e-4  # the image matters
+    assert (last_logits(clip_b, image_a) - base).abs().max() > 1e-4  # the audio matters
+    generated = greedy(model, [clip_a, clip_b], images=[[image_a], [image_b]])
+    assert generated.shape == (2, 6)
+    assert torch.equal(greedy(model, [clip_b], images=[[image_b]])[0], generated[1])
+
+
+def test_several_clips_in_one_prompt(base_models):
+    model = build(base_models, "qwen2")
+    first, second = make_clips([0.8, 1.4])
+    batch = model.prepare([[first, second], first])
+    counts = model.audio_token_counts(batch["feature_lengths"])
+    assert len(counts) == 3 and batch["audio_mask"][0].sum() == counts[0] + counts[1]
+    with torch.no_grad():
+        both = model(**model.prepare([[first, second]])).logits[0, -1]
+        swapped = model(**model.prepare([[second, first]])).logits[0, -1]
+    assert (both - swapped).abs().max() > 1e-4
+
+
+def test_transcribe_returns_text_per_clip(base_models):
+    model = build(base_models, "qwen2")
+    texts = model.transcribe(make_clips([0.5, 1.0]), max_new_tokens=4)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
