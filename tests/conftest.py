@@ -170,8 +170,13 @@ def save_qwen2_vl(path: Path) -> Path:
     )
     Qwen2VLForConditionalGeneration(config).save_pretrained(path)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
+    parts = dict(image_processor=image_processor, tokenizer=TOKENIZER, chat_template=CHATML)
     processor_class = vision_processor_class()
-    processor_class(image_processor=image_processor, tokenizer=TOKENIZER, chat_template=CHATML).save_pretrained(path)
+    if processor_class is Qwen2VLProcessor:
+        from transformers import Qwen2VLVideoProcessor
+
+        parts["video_processor"] = Qwen2VLVideoProcessor()
+    processor_class(**parts).save_pretrained(path)
     return path
 
 

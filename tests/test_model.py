@@ -162,3 +162,31 @@ def test_transcribe_returns_text_per_clip(base_models):
     model = build(base_models, "qwen2")
     texts = model.transcribe(make_clips([0.5, 1.0]), max_new_tokens=4)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_learns_to_stop_when_pad_token_is_eos(base_models, tmp_path):
+    from conftest import build_tokenizer, save_causal_lm
+    from test_prompting import EOS_ENDED_TEMPLATE
+
+    llm_dir = save_causal_lm(tmp_path / "llm", "qwen2")
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = EOS_ENDED_TEMPLATE
+    tokenizer.save_pretrained(llm_dir)
+    torch.manual_seed(0)
+    model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(llm_dir)))
+    model.add_lora(LoraSettings(r=8, alpha=16, dropout=0.0))
+    clips, answers = make_clips([1.0]), ["the lazy fox"]
+    batch = model.prepare(clips, answers=answers)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(60):
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+    model.eval()
+    generated = model.generate(**model.prepare(clips), max_new_tokens=16)
+    eos = tokenizer.eos_token_id
+    for row, answer in zip(generated.tolist(), answers):
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        assert row[: len(answer_ids) + 1] == answer_ids + [eos]
+    assert model.transcribe(clips) == answers

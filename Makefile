@@ -1,0 +1,13 @@
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: setup test
+
+# torch first and pinned: asking for plain torch on a machine without one pulls several GB of CUDA wheels.
+setup:
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[small,vision,test]"
+	$(PYTHON) -m audiograft setup
+
+test: setup
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,3 @@
+from audiograft.cli import app
+
+app(prog_name="audiograft")

@@ -1,0 +1,109 @@
+"""The `audiograft` command."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from audiograft.config import DEFAULT_INSTRUCTION, GraftConfig
+
+app = typer.Typer(help="Graft a pretrained audio encoder onto a pretrained LLM.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+
+
+@app.command()
+def setup(force: Annotated[bool, typer.Option(help="Convert again even if cached.")] = False) -> None:
+    """Convert the built-in small preset's pretrained parts (whisper-base, SmolLM2-135M) into the local cache."""
+    from audiograft.pretrained import prepare_small_preset
+
+    preset = prepare_small_preset(force=force)
+    console.print(f"encoder: {preset.encoder}\nllm:     {preset.llm}")
+
+
+@app.command()
+def init(
+    output: Annotated[Path, typer.Argument(help="Directory to write the new (untrained) graft to.")],
+    encoder: Annotated[str | None, typer.Option(help="Whisper or Qwen2-Audio checkpoint: hub id or directory.")] = None,
+    llm: Annotated[str | None, typer.Option(help="Causal LM or Qwen2-VL checkpoint: hub id or directory.")] = None,
+    preset: Annotated[str | None, typer.Option(help="'small': whisper-base + SmolLM2-135M-Instruct.")] = None,
+    projector: Annotated[str, typer.Option(help="linear | pool | stack")] = "pool",
+    downsample: Annotated[int, typer.Option(help="Encoder frames per LLM token (pool, stack).")] = 4,
+    encoder_context: Annotated[str, typer.Option(help="trim | full")] = "trim",
+) -> None:
+    """Create a graft with a fresh projector on top of two base models."""
+    from audiograft.model import GraftModel
+
+    if preset == "small":
+        from audiograft.pretrained import prepare_small_preset
+
+        parts = prepare_small_preset()
+        encoder, llm = encoder or str(parts.encoder), llm or str(parts.llm)
+    elif preset is not None:
+        raise typer.BadParameter(f"unknown preset {preset!r}; the built-in one is 'small'", param_hint="--preset")
+    if encoder is None or llm is None:
+        raise typer.BadParameter("name both --encoder and --llm, or --preset small")
+    config = GraftConfig(
+        encoder=encoder, llm=llm, projector=projector, downsample=downsample, encoder_context=encoder_context
+    )
+    GraftModel.from_config(config).save_pretrained(output)
+    console.print(f"wrote {output}")
+
+
+@app.command()
+def transcribe(
+    audio: Annotated[list[Path], typer.Argument(help="Audio files (any format libsndfile reads).")],
+    model: Annotated[Path, typer.Option(help="A saved graft directory.")],
+    instruction: Annotated[str, typer.Option(help="What to do with the audio.")] = DEFAULT_INSTRUCTION,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+) -> None:
+    """Print one line per file: its name and the model's answer. Bad files are reported, the rest still run."""
+    from audiograft.audio import SAMPLE_RATE, AudioError, load_audio
+    from audiograft.model import GraftModel
+
+    graft = GraftModel.from_pretrained(model, device=device)
+    max_seconds = graft.encoder.max_frames / 100
+    loaded = []
+    failures = 0
+    for path in audio:
+        try:
+            waveform = load_audio(path)
+            if waveform.size > max_seconds * SAMPLE_RATE:
+                raise AudioError(f"{path}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:.0f} s")
+            loaded.append((path, waveform))
+        except AudioError as error:
+            failures += 1
+            typer.echo(f"error: {error}", err=True)
+    for start in range(0, len(loaded), batch_size):
+        chunk = loaded[start : start + batch_size]
+        texts = graft.transcribe([waveform for _, waveform in chunk], instruction)
+        for (path, _), text in zip(chunk, texts):
+            typer.echo(f"{path}\t{text}")
+    if failures:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def merge(
+    model: Annotated[Path, typer.Argument(help="A saved graft directory (adapter-only).")],
+    output: Annotated[Path, typer.Argument(help="Directory for the standalone merged graft.")],
+) -> None:
+    """Merge LoRA into the LLM and copy the base weights in: one self-contained directory for deployment."""
+    from audiograft.model import GraftModel
+
+    GraftModel.from_pretrained(model).merge(output)
+    console.print(f"wrote {output}")

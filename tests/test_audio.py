@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+import soundfile
+
+from audiograft.audio import SAMPLE_RATE, AudioError, load_audio
+
+
+def test_resamples_and_downmixes(tmp_path):
+    seconds = 0.5
+    t = np.arange(int(44100 * seconds)) / 44100
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    soundfile.write(tmp_path / "stereo.wav", np.stack([tone, tone], axis=1), 44100, subtype="PCM_16")
+    audio = load_audio(tmp_path / "stereo.wav")
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.size - SAMPLE_RATE * seconds) <= 1
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / audio.size - 440) < 5
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p, "no such file"),
+        (lambda p: (p.write_bytes(b"not audio at all"), p)[1], "not readable as audio"),
+        (lambda p: (soundfile.write(p, np.zeros(0), 16000), p)[1], "contains no samples"),
+        (lambda p: (p.mkdir(), p)[1], "is a directory"),
+    ],
+)
+def test_bad_input_names_the_file_and_the_cause(tmp_path, make, message):
+    path = make(tmp_path / "clip.wav")
+    with pytest.raises(AudioError, match=message) as raised:
+        load_audio(path)
+    assert str(path) in str(raised.value)

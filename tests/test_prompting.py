@@ -1,0 +1,68 @@
+import pytest
+
+from audiograft.prompting import AUDIO_MARKER, IGNORE_INDEX, Prompter, user_text
+from conftest import TOKENIZER, build_tokenizer
+
+# A template whose assistant turn ends with the EOS token, which is also the pad token.
+EOS_ENDED_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "{% if message['role'] == 'assistant' %}<|endoftext|>{% else %}<|im_end|>{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_labels_cover_the_answer_and_its_end_of_turn_only():
+    prompter = Prompter(TOKENIZER)
+    prompt = prompter.encode([5], "Transcribe the audio.", answer="hello world")
+    learned = [label for label in prompt.labels if label != IGNORE_INDEX]
+    answer_ids = TOKENIZER("hello world", add_special_tokens=False)["input_ids"]
+    assert learned == answer_ids + [TOKENIZER.convert_tokens_to_ids("<|im_end|>")]
+    first_learned = prompt.labels.index(learned[0])
+    assert prompt.input_ids[first_learned : first_learned + len(learned)] == learned
+    assert not any(prompt.audio_mask[first_learned:])
+
+
+def test_eos_that_is_also_pad_is_still_learned_and_stops_generation():
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = EOS_ENDED_TEMPLATE
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    prompter = Prompter(tokenizer)
+    batch = prompter.collate(
+        [prompter.encode([3], answer="the fox"), prompter.encode([9], answer="hello world again")], "right"
+    )
+    for row in range(2):
+        learned = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX].tolist()
+        assert learned[-1] == tokenizer.eos_token_id
+    assert prompter.end_of_turn_id == tokenizer.eos_token_id
+    assert tokenizer.eos_token_id in prompter.stop_token_ids
+
+
+def test_audio_positions_sit_inside_the_user_turn_in_clip_order():
+    prompter = Prompter(TOKENIZER, system_prompt="You are helpful.")
+    prompt = prompter.encode([4, 7], "Compare the clips.")
+    positions = [i for i, is_audio in enumerate(prompt.audio_mask) if is_audio]
+    assert len(positions) == 11
+    assert positions[4] - positions[3] > 1  # "\nAudio 2: " separates the two clips
+    text_before = TOKENIZER.decode(prompt.input_ids[: positions[0]])
+    assert "system\nYou are helpful." in text_before and text_before.endswith("Audio 1: ")
+    assert TOKENIZER.decode(prompt.input_ids[positions[-1] + 1 :]).startswith("\nCompare the clips.<|im_end|>")
+    assert user_text("Do it.", 1) == f"{AUDIO_MARKER}\nDo it."
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_collate_pads_on_the_requested_side(side):
+    prompter = Prompter(TOKENIZER)
+    short, long = prompter.encode([2]), prompter.encode([6])
+    batch = prompter.collate([short, long], side)
+    assert "labels" not in batch
+    mask = batch["attention_mask"][0].tolist()
+    pad = len(long.input_ids) - len(short.input_ids)
+    assert mask == ([0] * pad + [1] * len(short.input_ids) if side == "left" else [1] * len(short.input_ids) + [0] * pad)
+    assert batch["audio_mask"].sum(1).tolist() == [2, 6]
+
+
+def test_tokenizer_without_chat_template_is_refused():
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="no chat template"):
+        Prompter(tokenizer)
