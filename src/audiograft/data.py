@@ -1,0 +1,335 @@
+"""Speech data for training and evaluation: manifests, datasets, a length-bucketed sampler, the collator.
+
+A manifest is JSONL, one utterance a line:
+    {"audio": "clips/a.flac", "text": "...", "duration": 3.2,
+     "words": [{"word": "...", "start": 0.1, "end": 0.4}], "speaker": "...", "split": "train"}
+`audio` is relative to the manifest's directory or absolute; `words`, `speaker` and `split` are optional.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from audiograft.audio import SAMPLE_RATE, AudioError, load_audio
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WordTiming:
+    word: str
+    start: float
+    end: float
+
+
+@dataclass
+class Utterance:
+    audio: Path
+    text: str
+    duration: float
+    words: list[WordTiming] | None = None
+    speaker: str | None = None
+    split: str | None = None
+
+    def to_json(self, relative_to: Path) -> str:
+        values = asdict(self)
+        audio = Path(self.audio)
+        values["audio"] = str(audio.relative_to(relative_to) if audio.is_relative_to(relative_to) else audio)
+        return json.dumps({k: v for k, v in values.items() if v is not None}, ensure_ascii=False)
+
+
+class ManifestError(ValueError):
+    """A manifest line that cannot be used; the message names the file and the line number."""
+
+
+_REQUIRED = {"audio": str, "text": str, "duration": (int, float)}
+_OPTIONAL = {"words": list, "speaker": str, "split": str}
+
+
+def read_manifest(path: str | Path, split: str | None = None) -> list[Utterance]:
+    """Read and validate every line; the first problem raises ManifestError naming `path:line`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest")
+    utterances = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                utterance = _parse_line(line, path.parent)
+            except ManifestError as error:
+                raise ManifestError(f"{path}:{number}: {error}") from None
+            if split is None or utterance.split == split:
+                utterances.append(utterance)
+    return utterances
+
+
+def _parse_line(line: str, root: Path) -> Utterance:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ManifestError(f"not valid JSON ({error.msg})") from None
+    if not isinstance(record, dict):
+        raise ManifestError("expected a JSON object")
+    for key, kind in _REQUIRED.items():
+        if key not in record:
+            raise ManifestError(f"missing {key!r}")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise ManifestError(f"{key!r} has the wrong type ({type(record[key]).__name__})")
+    for key, kind in _OPTIONAL.items():
+        if key in record and not isinstance(record[key], kind):
+            raise ManifestError(f"{key!r} has the wrong type ({type(record[key]).__name__})")
+    if record["duration"] <= 0:
+        raise ManifestError(f"'duration' must be positive, got {record['duration']}")
+    words = None
+    if "words" in record:
+        words = [_parse_word(word, index) for index, word in enumerate(record["words"])]
+        for previous, word in zip(words, words[1:]):
+            if word.start < previous.start:
+                raise ManifestError(f"words are out of order at {word.word!r}")
+    audio = Path(record["audio"])
+    return Utterance(
+        audio=audio if audio.is_absolute() else root / audio,
+        text=record["text"],
+        duration=float(record["duration"]),
+        words=words,
+        speaker=record.get("speaker"),
+        split=record.get("split"),
+    )
+
+
+def _parse_word(word: Any, index: int) -> WordTiming:
+    if not isinstance(word, dict) or not {"word", "start", "end"} <= set(word):
+        raise ManifestError(f"word {index} needs 'word', 'start' and 'end'")
+    if not 0 <= word["start"] <= word["end"]:
+        raise ManifestError(f"word {index} ({word['word']!r}) has start {word['start']} after end {word['end']}")
+    return WordTiming(str(word["word"]), float(word["start"]), float(word["end"]))
+
+
+def write_manifest(path: str | Path, utterances: Sequence[Utterance]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text("".join(u.to_json(path.parent) + "\n" for u in utterances), encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+@dataclass
+class Example:
+    """One loaded utterance, or the error that made it unusable (the rest of the batch goes on)."""
+
+    index: int
+    text: str
+    waveform: np.ndarray | None = None
+    error: str | None = None
+
+
+class SpeechDataset(Dataset):
+    """Utterances from a manifest, loaded on access; `augment` runs on the waveform (training only)."""
+
+    def __init__(self, utterances: Sequence[Utterance], augment: Any = None, seed: int = 0):
+        self.utterances = list(utterances)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    @property
+    def durations(self) -> list[float]:
+        return [u.duration for u in self.utterances]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> Example:
+        utterance = self.utterances[index]
+        try:
+            waveform = load_audio(utterance.audio)
+        except AudioError as error:
+            return Example(index, utterance.text, error=str(error))
+        if self.augment is not None:
+            # Seeded per (epoch, item) so a resumed run sees the same augmentation as an uninterrupted one.
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            waveform = self.augment(waveform, rng)
+        return Example(index, utterance.text, waveform)
+
+
+class HuggingFaceSpeechDataset(Dataset):
+    """A `datasets.Dataset` with an audio column (decoded dicts with array and sampling_rate) and a text column."""
+
+    def __init__(self, dataset: Any, audio_column: str = "audio", text_column: str = "text"):
+        missing = {audio_column, text_column} - set(dataset.column_names)
+        if missing:
+            raise ValueError(f"dataset has no column(s) {sorted(missing)}; it has {dataset.column_names}")
+        self.dataset = dataset
+        self.audio_column = audio_column
+        self.text_column = text_column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Example:
+        import soxr
+
+        row = self.dataset[index]
+        audio = row[self.audio_column]
+        waveform = np.asarray(audio["array"], dtype=np.float32)
+        if waveform.ndim == 2:
+            waveform = waveform.mean(axis=0 if waveform.shape[0] < waveform.shape[1] else 1)
+        if audio["sampling_rate"] != SAMPLE_RATE:
+            waveform = soxr.resample(waveform, audio["sampling_rate"], SAMPLE_RATE, quality="HQ")
+        if waveform.size == 0:
+            return Example(index, row[self.text_column], error=f"dataset row {index}: contains no samples")
+        return Example(index, row[self.text_column], waveform.astype(np.float32))
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Batches of similar duration (little padding), in an order fixed by (seed, epoch).
+
+    Indices are shuffled, cut into pools of `pool_batches` batches, each pool sorted by duration and
+    cut into batches; batches are then shuffled. A batch holds at most `batch_size` utterances and,
+    when `max_batch_seconds` is set, at most that much padded audio (longest clip x count).
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        batch_size: int,
+        max_batch_seconds: float | None = None,
+        pool_batches: int = 50,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.durations = list(durations)
+        self.batch_size = batch_size
+        self.max_batch_seconds = max_batch_seconds
+        self.pool_batches = pool_batches
+        self.seed = seed
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        order = list(range(len(self.durations)))
+        rng = random.Random(f"{self.seed}:{self.epoch}")
+        if self.shuffle:
+            rng.shuffle(order)
+        pool_size = self.batch_size * self.pool_batches
+        batches = []
+        for start in range(0, len(order), pool_size):
+            pool = sorted(order[start : start + pool_size], key=lambda i: self.durations[i])
+            batches += self._cut(pool)
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size and self.max_batch_seconds is None:
+            batches.pop()
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def _cut(self, indices: list[int]) -> list[list[int]]:
+        batches, current = [], []
+        for index in indices:
+            longest = max([self.durations[i] for i in current] + [self.durations[index]])
+            too_long = self.max_batch_seconds is not None and longest * (len(current) + 1) > self.max_batch_seconds
+            if current and (len(current) == self.batch_size or too_long):
+                batches.append(current)
+                current = []
+            current.append(index)
+        if current:
+            batches.append(current)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+@dataclass
+class SpecAugment:
+    """Frequency and time masks on log-mel features (Park et al., 2019), inside each clip's valid frames.
+
+    Hand-written because torchaudio, which has these masks, has no CPU build on our machines.
+    """
+
+    freq_masks: int = 2
+    freq_width: int = 10
+    time_masks: int = 2
+    time_width_fraction: float = 0.05
+    seed: int = 0
+    _generator: torch.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        features = features.clone()
+        mels = features.shape[1]
+        for row, length in enumerate(lengths.tolist()):
+            fill = features[row, :, :length].mean()
+            for _ in range(self.freq_masks):
+                width = self._draw(self.freq_width + 1)
+                start = self._draw(max(1, mels - width))
+                features[row, start : start + width, :length] = fill
+            max_time = max(1, int(self.time_width_fraction * length))
+            for _ in range(self.time_masks):
+                width = self._draw(max_time + 1)
+                start = self._draw(max(1, length - width))
+                features[row, :, start : start + width] = fill
+        return features
+
+    def _draw(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self._generator))
+
+
+class SpeechCollator:
+    """Examples -> a training batch (log-mel features, token ids, audio positions, labels).
+
+    Unusable examples are logged and left out; a batch with none left is returned as None.
+    """
+
+    def __init__(self, model: Any, instruction: str | None = None, spec_augment: SpecAugment | None = None):
+        self.model = model
+        self.instruction = instruction
+        self.spec_augment = spec_augment
+
+    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor] | None:
+        usable = []
+        for example in examples:
+            if example.error is not None:
+                logger.warning("skipping utterance %d: %s", example.index, example.error)
+            else:
+                usable.append(example)
+        if not usable:
+            return None
+        batch = self.model.prepare(
+            [e.waveform for e in usable], self.instruction, answers=[e.text for e in usable]
+        )
+        if self.spec_augment is not None:
+            batch["input_features"] = self.spec_augment(batch["input_features"], batch["feature_lengths"])
+        return batch
+
+
+def total_hours(utterances: Sequence[Utterance]) -> float:
+    return math.fsum(u.duration for u in utterances) / 3600
