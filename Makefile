@@ -6,8 +6,9 @@ PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 # torch first and pinned: asking for plain torch on a machine without one pulls several GB of CUDA wheels.
 setup:
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[small,vision,test]"
+	$(PIP) -e ".[small,vision,train,test]"
 	$(PYTHON) -m audiograft setup
+	bash scripts/install_chromium.sh
 
 test: setup
 	$(PYTHON) -m pytest -q

@@ -88,6 +88,8 @@ def test_bucket_sampler_groups_similar_lengths_deterministically():
     batches = sampler.batches()
     assert sorted(i for b in batches for i in b) == list(range(400))
     assert batches == LengthBucketSampler(durations, batch_size=8, seed=1).batches()
+    sampler.skip = 3
+    assert list(sampler) == batches[3:] and len(sampler) == len(batches) - 3
     sampler.set_epoch(1)
     assert sampler.batches() != batches
     padding = sum(max(durations[i] for i in b) * len(b) - sum(durations[i] for i in b) for b in batches)
@@ -106,9 +108,11 @@ def test_bucket_sampler_caps_padded_seconds():
 def test_spec_augment_masks_only_valid_frames():
     features = torch.randn(2, 80, 3000)
     lengths = torch.tensor([3000, 400])
-    masked = SpecAugment(freq_masks=2, freq_width=10, time_masks=2, seed=0)(features, lengths)
+    augment = SpecAugment(freq_masks=2, freq_width=10, time_masks=2)
+    masked = augment(features, lengths, torch.Generator().manual_seed(0))
     assert torch.equal(masked[1, :, 400:], features[1, :, 400:])
     assert (masked != features).any()
+    assert torch.equal(masked, augment(features, lengths, torch.Generator().manual_seed(0)))
 
 
 def test_collator_builds_training_batch_and_drops_bad_examples(base_models):
@@ -118,9 +122,11 @@ def test_collator_builds_training_batch_and_drops_bad_examples(base_models):
 
     model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
     clips = make_clips([1.0, 2.0])
-    examples = [Example(0, "the fox", clips[0]), Example(1, "lost", error="gone.wav: no such file"),
-                Example(2, "hello world", clips[1])]
-    batch = SpeechCollator(model, spec_augment=SpecAugment(seed=0))(examples)
+    examples = [Example(0, "the fox", clips[0], seed_key=(0, 0, 0)), Example(1, "lost", error="gone.wav: no such file"),
+                Example(2, "hello world", clips[1], seed_key=(0, 0, 2))]
+    collator = SpeechCollator(model, spec_augment=SpecAugment())
+    batch = collator(examples)
+    assert torch.equal(batch["input_features"], collator(examples)["input_features"])
     assert batch["input_features"].shape == (2, 80, 3000)
     assert batch["labels"].shape == batch["input_ids"].shape
     learned = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist()

@@ -107,3 +107,27 @@ def merge(
 
     GraftModel.from_pretrained(model).merge(output)
     console.print(f"wrote {output}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (YAML); see configs/.")],
+    resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in output_dir.")] = False,
+) -> None:
+    """Train one stage (projector, or projector + LoRA). Multi-GPU: `accelerate launch -m audiograft train ...`."""
+    from audiograft.training import TrainConfig
+    from audiograft.training import train as run_training
+
+    final = run_training(TrainConfig.from_yaml(config), resume=resume)
+    console.print(f"wrote {final}")
+
+
+@app.command()
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="A training output directory (holds log.jsonl).")],
+    output: Annotated[Path | None, typer.Option(help="PNG path (default RUN_DIR/curves.png).")] = None,
+) -> None:
+    """Draw a run's loss, learning rate, gradient norm, throughput and dev WER to PNG."""
+    from audiograft.training import plot_run
+
+    console.print(f"wrote {plot_run(run_dir, output)}")

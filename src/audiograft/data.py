@@ -13,7 +13,7 @@ import logging
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,7 @@ class Example:
     text: str
     waveform: np.ndarray | None = None
     error: str | None = None
+    seed_key: tuple[int, ...] = ()
 
 
 class SpeechDataset(Dataset):
@@ -158,15 +159,15 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, index: int) -> Example:
         utterance = self.utterances[index]
+        # Randomness is keyed by (seed, epoch, item), so a resumed run augments as an uninterrupted one.
+        seed_key = (self.seed, self.epoch, index)
         try:
             waveform = load_audio(utterance.audio)
         except AudioError as error:
-            return Example(index, utterance.text, error=str(error))
+            return Example(index, utterance.text, error=str(error), seed_key=seed_key)
         if self.augment is not None:
-            # Seeded per (epoch, item) so a resumed run sees the same augmentation as an uninterrupted one.
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            waveform = self.augment(waveform, rng)
-        return Example(index, utterance.text, waveform)
+            waveform = self.augment(waveform, np.random.default_rng(seed_key))
+        return Example(index, utterance.text, waveform, seed_key=seed_key)
 
 
 class HuggingFaceSpeechDataset(Dataset):
@@ -204,6 +205,7 @@ class LengthBucketSampler(Sampler[list[int]]):
     Indices are shuffled, cut into pools of `pool_batches` batches, each pool sorted by duration and
     cut into batches; batches are then shuffled. A batch holds at most `batch_size` utterances and,
     when `max_batch_seconds` is set, at most that much padded audio (longest clip x count).
+    `skip` leaves out the epoch's first batches: a resumed run starts where it stopped.
     """
 
     def __init__(
@@ -226,6 +228,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.epoch = 0
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -260,10 +263,10 @@ class LengthBucketSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        return iter(self.batches()[self.skip :])
 
     def __len__(self) -> int:
-        return len(self.batches())
+        return max(0, len(self.batches()) - self.skip)
 
 
 @dataclass
@@ -277,30 +280,25 @@ class SpecAugment:
     freq_width: int = 10
     time_masks: int = 2
     time_width_fraction: float = 0.05
-    seed: int = 0
-    _generator: torch.Generator = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self._generator = torch.Generator().manual_seed(self.seed)
+    def __call__(self, features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        def draw(high: int) -> int:
+            return int(torch.randint(high, (1,), generator=generator))
 
-    def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         features = features.clone()
         mels = features.shape[1]
         for row, length in enumerate(lengths.tolist()):
             fill = features[row, :, :length].mean()
             for _ in range(self.freq_masks):
-                width = self._draw(self.freq_width + 1)
-                start = self._draw(max(1, mels - width))
+                width = draw(self.freq_width + 1)
+                start = draw(max(1, mels - width))
                 features[row, start : start + width, :length] = fill
             max_time = max(1, int(self.time_width_fraction * length))
             for _ in range(self.time_masks):
-                width = self._draw(max_time + 1)
-                start = self._draw(max(1, length - width))
+                width = draw(max_time + 1)
+                start = draw(max(1, length - width))
                 features[row, :, start : start + width] = fill
         return features
-
-    def _draw(self, high: int) -> int:
-        return int(torch.randint(high, (1,), generator=self._generator))
 
 
 class SpeechCollator:
@@ -327,7 +325,9 @@ class SpeechCollator:
             [e.waveform for e in usable], self.instruction, answers=[e.text for e in usable]
         )
         if self.spec_augment is not None:
-            batch["input_features"] = self.spec_augment(batch["input_features"], batch["feature_lengths"])
+            seed = np.random.default_rng([k for e in usable for k in e.seed_key]).integers(2**62)
+            generator = torch.Generator().manual_seed(int(seed))
+            batch["input_features"] = self.spec_augment(batch["input_features"], batch["feature_lengths"], generator)
         return batch
 
 

@@ -1,0 +1,147 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from audiograft.config import LoraSettings
+from audiograft.data import Utterance, write_manifest
+from audiograft.training import TrainConfig, TrainingDiverged, build_model, plot_run, read_log, train
+from conftest import make_clips
+
+WORDS = ["the fox", "hello world", "lazy dog", "transcribe the audio", "quick brown fox", "world"]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    utterances = []
+    for index, clip in enumerate(make_clips([0.5 + 0.1 * i for i in range(12)], seed=4)):
+        path = root / f"{index}.wav"
+        soundfile.write(path, clip, 16000)
+        utterances.append(Utterance(path, WORDS[index % len(WORDS)], clip.size / 16000))
+    return write_manifest(root / "train.jsonl", utterances)
+
+
+def config_for(base_models, manifest, output_dir, **overrides):
+    values = dict(
+        output_dir=str(output_dir),
+        train_manifest=str(manifest),
+        model={"encoder": str(base_models["whisper"]), "llm": str(base_models["qwen2"])},
+        batch_size=3,
+        lr=3e-3,
+        warmup_steps=2,
+        max_steps=8,
+        log_every=1,
+        save_every=4,
+        seed=7,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_stage_parameters_that_train(base_models, manifest, tmp_path):
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision="no")
+    stage1 = build_model(config_for(base_models, manifest, tmp_path), accelerator)
+    trainable = {n for n, p in stage1.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in stage1.projector.named_parameters(prefix="projector")}
+
+    config = config_for(base_models, manifest, tmp_path, stage=2, lora=LoraSettings(r=2, alpha=4))
+    stage2 = build_model(config, accelerator)
+    trainable = {n for n, p in stage2.named_parameters() if p.requires_grad}
+    lora = {n for n in trainable if "lora_" in n}
+    assert trainable - lora == {n for n, _ in stage2.projector.named_parameters(prefix="projector")}
+    assert lora and all(n.startswith("llm.") for n in lora)
+    assert len(lora) == 2 * 7 * 2  # A and B for 7 linear kinds in each of 2 layers
+    assert not any(p.requires_grad for p in stage2.encoder.parameters())
+
+    vl = config_for(base_models, manifest, tmp_path, stage=2,
+                    model={"encoder": str(base_models["whisper"]), "llm": str(base_models["qwen2_vl"])})
+    vl_model = build_model(vl, accelerator)
+    assert not any("visual" in n for n, p in vl_model.named_parameters() if p.requires_grad)
+
+
+def test_two_stages_on_cpu_reduce_the_loss_and_save_adapters(base_models, manifest, tmp_path):
+    stage1 = train(config_for(base_models, manifest, tmp_path / "s1", max_steps=12))
+    losses = [r["loss"] for r in read_log(tmp_path / "s1") if "loss" in r]
+    assert len(losses) == 12 and min(losses[-3:]) < losses[0]
+    assert {"lr", "grad_norm", "tokens_per_s", "audio_s_per_s", "samples_per_s"} <= set(read_log(tmp_path / "s1")[0])
+    assert (stage1 / "projector.safetensors").is_file()
+
+    stage2 = train(config_for(base_models, manifest, tmp_path / "s2", model=None, init_from=str(stage1), stage=2,
+                              lora=LoraSettings(r=4, alpha=8), max_steps=4))
+    assert (stage2 / "lora" / "adapter_model.safetensors").is_file()
+    assert plot_run(tmp_path / "s2").stat().st_size > 5000
+    checkpoints = sorted(p.name for p in (tmp_path / "s1").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-00000004", "checkpoint-00000008"]  # keep_last=2 of 4, 8 (12 is final)
+
+
+def test_nan_loss_stops_with_the_step(base_models, manifest, tmp_path, monkeypatch):
+    from audiograft.model import GraftModel
+
+    calls = []
+    original = GraftModel.forward
+
+    def forward_that_diverges_on_the_third_batch(self, *args, **kwargs):
+        output = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            output.loss = output.loss * float("nan")
+        return output
+
+    monkeypatch.setattr(GraftModel, "forward", forward_that_diverges_on_the_third_batch)
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 3"):
+        train(config_for(base_models, manifest, tmp_path, max_steps=5))
+
+
+def _launch(config_path, resume=False):
+    command = [sys.executable, "-m", "audiograft", "train", str(config_path)] + (["--resume"] if resume else [])
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_resume_after_sigkill_gives_the_same_weights(base_models, manifest, tmp_path):
+    def write_config(name, **overrides):
+        config = config_for(base_models, manifest, tmp_path / name, max_steps=40, save_every=5, spec_augment=True,
+                            stage=2, lora=LoraSettings(r=4, alpha=8, dropout=0.1), **overrides)
+        path = tmp_path / f"{name}.yaml"
+        values = json.loads(json.dumps(config.__dict__, default=lambda o: o.__dict__))
+        path.write_text(yaml.safe_dump(values))
+        return path
+
+    straight = _launch(write_config("straight"))
+    assert straight.wait(timeout=600) == 0, straight.stderr.read().decode()[-3000:]
+
+    interrupted_config = write_config("interrupted")
+    victim = _launch(interrupted_config)
+    deadline = time.time() + 300
+    while not (tmp_path / "interrupted" / "checkpoint-00000010").exists():
+        assert victim.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.005)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "interrupted" / "final").exists()
+
+    resumed = _launch(interrupted_config, resume=True)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-3000:]
+    resumed_log = read_log(tmp_path / "interrupted")
+    assert resumed_log[-1]["step"] == 40
+
+    expected = load_file(tmp_path / "straight" / "final" / "projector.safetensors")
+    actual = load_file(tmp_path / "interrupted" / "final" / "projector.safetensors")
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-6, rtol=1e-5)
+    lora_expected = load_file(tmp_path / "straight" / "final" / "lora" / "adapter_model.safetensors")
+    lora_actual = load_file(tmp_path / "interrupted" / "final" / "lora" / "adapter_model.safetensors")
+    for name in lora_expected:
+        torch.testing.assert_close(lora_actual[name], lora_expected[name], atol=1e-6, rtol=1e-5)
