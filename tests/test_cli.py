@@ -35,3 +35,27 @@ def test_init_needs_both_bases():
     result = runner.invoke(app, ["init", "out", "--encoder", "openai/whisper-base"])
     assert result.exit_code != 0
     assert "--llm" in result.output
+
+
+def test_eval_writes_json_and_report_and_survives_a_missing_file(base_models, tmp_path):
+    import json
+
+    from audiograft.data import Utterance, write_manifest
+
+    graft_dir = tmp_path / "graft"
+    runner.invoke(app, ["init", str(graft_dir), "--encoder", str(base_models["whisper"]), "--llm", str(base_models["qwen2"])])
+    clips = make_clips([0.6, 0.9])
+    utterances = []
+    for index, clip in enumerate(clips):
+        soundfile.write(tmp_path / f"{index}.wav", clip, 16000)
+        utterances.append(Utterance(tmp_path / f"{index}.wav", "the fox", clip.size / 16000))
+    utterances.append(Utterance(tmp_path / "missing.wav", "lost", 1.0))
+    manifest = write_manifest(tmp_path / "m.jsonl", utterances)
+    result = runner.invoke(app, ["eval", str(manifest), "--model", str(graft_dir), "--json", str(tmp_path / "r.json"),
+                                 "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    values = json.loads((tmp_path / "r.json").read_text())
+    assert values["n_utterances"] == 2 and len(values["skipped"]) == 1 and values["rtfx"] > 0
+    assert {"wer", "cer", "hallucination_rate", "loop_rate", "empty_rate"} <= set(values)
+    assert "<table" in (tmp_path / "r.html").read_text()
+    assert "WER" in result.stdout

@@ -331,3 +331,14 @@ def test_small_preset_parts_graft_into_a_working_model(whisper_dir, smollm2_dir)
     loss = model(**model.prepare([clip], answers=["and so my fellow americans"])).loss
     assert torch.isfinite(loss) and loss > 0
     assert model.generate(**model.prepare([clip]), max_new_tokens=3).shape == (1, 3)
+
+
+def test_whisper_baseline_transcribes_the_example_clips(whisper_dir):
+    from audiograft.audio import load_audio
+    from audiograft.evaluation import WhisperBaseline, normalize
+
+    baseline = WhisperBaseline(str(whisper_dir))
+    texts = baseline.transcribe([load_audio(EXAMPLES / "jfk.flac")])
+    assert normalize(texts[0]) == normalize(
+        "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    )

@@ -13,6 +13,8 @@ from rich.logging import RichHandler
 from audiograft.config import DEFAULT_INSTRUCTION, GraftConfig
 
 app = typer.Typer(help="Graft a pretrained audio encoder onto a pretrained LLM.", no_args_is_help=True)
+data_app = typer.Typer(help="Build speech datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
 
@@ -131,3 +133,78 @@ def plot(
     from audiograft.training import plot_run
 
     console.print(f"wrote {plot_run(run_dir, output)}")
+
+
+@app.command("eval")
+def evaluate(
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the utterances to score.")],
+    model: Annotated[Path, typer.Option(help="A saved graft directory.")],
+    baseline: Annotated[str | None, typer.Option(help="'whisper': the encoder's own Whisper, decoder included.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the machine-readable result here.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the HTML audit report here.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    limit: Annotated[int | None, typer.Option(help="Score only the first N utterances.")] = None,
+) -> None:
+    """Corpus WER/CER (Whisper-normalised), speed, failure rates; optionally beside plain Whisper, with a report."""
+    from audiograft.data import read_manifest
+    from audiograft.evaluation import WhisperBaseline, evaluate_model, run_system, score
+    from audiograft.model import GraftModel
+    from audiograft.report import write_report
+
+    utterances = read_manifest(manifest)[:limit]
+    graft = GraftModel.from_pretrained(model, device=device)
+    result = evaluate_model(graft, utterances, batch_size, name=str(model))
+    if baseline == "whisper":
+        whisper = WhisperBaseline(graft.config.encoder, device=device)
+        hypotheses, wall_seconds = run_system(whisper.transcribe, utterances, batch_size, "whisper baseline")
+        result.baseline = score(hypotheses, wall_seconds=wall_seconds, model=f"whisper ({whisper.name})",
+                                device=device, batch_size=batch_size)
+    elif baseline is not None:
+        raise typer.BadParameter(f"unknown baseline {baseline!r}; the one offered is 'whisper'", param_hint="--baseline")
+    if json_path is not None:
+        json_path.write_text(result.to_json())
+    if report is not None:
+        write_report(result, report)
+    systems = [result] + ([result.baseline] if result.baseline else [])
+    for system in systems:
+        typer.echo(
+            f"{system.model}: WER {100 * system.wer:.2f}%  CER {100 * system.cer:.2f}%  RTFx {system.rtfx:.1f}  "
+            f"n={len(system.utterances)} skipped={len(system.skipped)}  hallucination {system.failures.hallucination_rate:.3f}"
+            f"  loop {system.failures.loop_rate:.3f}  empty {system.failures.empty_rate:.3f}"
+        )
+
+
+@data_app.command("synth")
+def synth(
+    output: Annotated[Path, typer.Argument(help="Corpus directory (audio/, train.jsonl, test.jsonl).")],
+    utterances: Annotated[int, typer.Option(min=1, help="How many utterances in all.")],
+    seed: Annotated[int, typer.Option(help="Same seed, same corpus.")] = 0,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel synthesis processes (default: all cores).")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Share of voices and sentences held out for test.")] = 0.1,
+) -> None:
+    """Synthesise a multi-voice English corpus, test voices and sentences held out; rerun to resume."""
+    import os
+
+    from audiograft.synthesis import build_corpus
+
+    summary = build_corpus(output, utterances, seed=seed, workers=workers or os.cpu_count() or 1,
+                           test_fraction=test_fraction)
+    for split in sorted(summary.utterances):
+        console.print(f"{split}: {summary.utterances[split]} utterances, {summary.hours[split]:.2f} h, "
+                      f"{len(summary.voices[split])} voices")
+    console.print(f"{summary.wall_seconds:.0f} s; failed: {summary.failed}")
+
+
+@data_app.command("dev")
+def dev(
+    output: Annotated[Path, typer.Argument(help="Directory for dev.jsonl and its audio.")],
+    examples: Annotated[Path, typer.Option(help="Directory holding jfk.flac.")] = Path("examples"),
+) -> None:
+    """Real human speech for evaluation (LibriVox sentences from pocketsphinx's sdist, the JFK sample)."""
+    from audiograft.data import read_manifest
+    from audiograft.devset import build_dev_manifest
+
+    manifest = build_dev_manifest(output, examples)
+    utterances = read_manifest(manifest)
+    console.print(f"wrote {manifest}: {len(utterances)} utterances, {sum(u.duration for u in utterances):.1f} s")

@@ -29,6 +29,7 @@ from typing import Any
 
 import jiwer
 import numpy as np
+import torch
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from audiograft.data import Utterance
@@ -538,3 +539,24 @@ def evaluate_model(model: Any, utterances: Sequence[Utterance], batch_size: int 
     """Score a GraftModel (anything with `.transcribe(list of waveforms)` and `.device`) on manifest utterances."""
     hypotheses, wall_seconds = run_system(model.transcribe, utterances, batch_size)
     return score(hypotheses, wall_seconds=wall_seconds, model=name, device=str(model.device), batch_size=batch_size)
+
+
+class WhisperBaseline:
+    """Whisper itself, decoder included, on the same audio: the encoder's own model as the reference point."""
+
+    def __init__(self, name_or_path: str, device: str = "cpu", dtype: torch.dtype | None = None):
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        dtype = dtype or (torch.float32 if torch.device(device).type == "cpu" else torch.float16)
+        self.name = name_or_path
+        self.device = torch.device(device)
+        self.processor = WhisperProcessor.from_pretrained(name_or_path)
+        self.model = WhisperForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
+
+    @torch.no_grad()
+    def transcribe(self, waveforms: list[np.ndarray]) -> list[str]:
+        features = self.processor.feature_extractor(
+            waveforms, sampling_rate=16_000, return_tensors="pt"
+        ).input_features.to(self.device, self.model.dtype)
+        tokens = self.model.generate(features, language="en", task="transcribe")
+        return [text.strip() for text in self.processor.batch_decode(tokens, skip_special_tokens=True)]

@@ -1,0 +1,39 @@
+import io
+import json
+import tarfile
+
+import soundfile
+
+from audiograft.data import read_manifest
+from audiograft.devset import LIBRIVOX_DIR, build_dev_manifest
+from conftest import make_clips
+
+
+def fake_sdist(path):
+    clip = make_clips([1.0])[0]
+    wav = io.BytesIO()
+    soundfile.write(wav, clip, 16000, format="WAV")
+    alignment = {"w": [{"b": 0.0, "d": 0.2, "t": "<sil>"}, {"b": 0.2, "d": 0.3, "t": "he"},
+                       {"b": 0.5, "d": 0.4, "t": "was(2)"}]}
+    files = {"fileids": b"clip-1\n", "clip-1.wav": wav.getvalue(), "clip-1.txt": b" he was\n",
+             "clip-1.json": json.dumps(alignment).encode()}
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"pocketsphinx-5.1.1/{LIBRIVOX_DIR}/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_dev_manifest_from_sdist_and_examples(tmp_path):
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    soundfile.write(examples / "jfk.flac", make_clips([2.0])[0], 16000)
+    manifest = build_dev_manifest(tmp_path / "dev", examples, sdist=fake_sdist(tmp_path / "ps.tar.gz"))
+    utterances = read_manifest(manifest)
+    assert [u.speaker for u in utterances] == ["librivox", "jfk"]
+    librivox = utterances[0]
+    assert librivox.text == "he was" and librivox.duration == 1.0
+    assert [(w.word, w.start, w.end) for w in librivox.words] == [("he", 0.2, 0.5), ("was", 0.5, 0.9)]
+    assert soundfile.info(str(librivox.audio)).samplerate == 16000
+    assert utterances[1].text.startswith("And so my fellow Americans")
