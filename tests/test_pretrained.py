@@ -342,3 +342,23 @@ def test_whisper_baseline_transcribes_the_example_clips(whisper_dir):
     assert normalize(texts[0]) == normalize(
         "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
     )
+
+
+def test_built_in_names_resolve_to_prepared_directories(preset_cache, whisper_dir, monkeypatch):
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(preset_cache))
+    assert pretrained.resolve_base("audiograft:whisper-base") == str(whisper_dir)
+    assert pretrained.resolve_base("openai/whisper-base") == "openai/whisper-base"
+
+
+def test_default_model_transcribes_real_speech(preset_cache, whisper_dir, smollm2_dir, monkeypatch):
+    from audiograft.audio import load_audio
+    from audiograft.evaluation import Hypothesis, score
+    from audiograft.model import GraftModel
+
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(preset_cache))
+    model = GraftModel.from_pretrained("default")
+    assert model.config.encoder == "audiograft:whisper-base" and model.config.lora is not None
+    text = model.transcribe([load_audio(EXAMPLES / "jfk.flac")])[0]
+    reference = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    result = score([Hypothesis("jfk", reference, text, 11.0)], wall_seconds=1.0)
+    assert result.wer < 0.4, text

@@ -50,10 +50,7 @@ def init(
     from audiograft.model import GraftModel
 
     if preset == "small":
-        from audiograft.pretrained import prepare_small_preset
-
-        parts = prepare_small_preset()
-        encoder, llm = encoder or str(parts.encoder), llm or str(parts.llm)
+        encoder, llm = encoder or "audiograft:whisper-base", llm or "audiograft:smollm2-135m-instruct"
     elif preset is not None:
         raise typer.BadParameter(f"unknown preset {preset!r}; the built-in one is 'small'", param_hint="--preset")
     if encoder is None or llm is None:
@@ -68,7 +65,7 @@ def init(
 @app.command()
 def transcribe(
     audio: Annotated[list[Path], typer.Argument(help="Audio files (any format libsndfile reads).")],
-    model: Annotated[Path, typer.Option(help="A saved graft directory.")],
+    model: Annotated[str, typer.Option(help="A saved graft directory, or 'default' (built-in).")] = "default",
     instruction: Annotated[str, typer.Option(help="What to do with the audio.")] = DEFAULT_INSTRUCTION,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
@@ -138,7 +135,7 @@ def plot(
 @app.command("eval")
 def evaluate(
     manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the utterances to score.")],
-    model: Annotated[Path, typer.Option(help="A saved graft directory.")],
+    model: Annotated[str, typer.Option(help="A saved graft directory, or 'default' (built-in).")] = "default",
     baseline: Annotated[str | None, typer.Option(help="'whisper': the encoder's own Whisper, decoder included.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the machine-readable result here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the HTML audit report here.")] = None,
@@ -150,13 +147,14 @@ def evaluate(
     from audiograft.data import read_manifest
     from audiograft.evaluation import WhisperBaseline, evaluate_model, run_system, score
     from audiograft.model import GraftModel
+    from audiograft.pretrained import resolve_base
     from audiograft.report import write_report
 
     utterances = read_manifest(manifest)[:limit]
     graft = GraftModel.from_pretrained(model, device=device)
-    result = evaluate_model(graft, utterances, batch_size, name=str(model))
+    result = evaluate_model(graft, utterances, batch_size, name=model)
     if baseline == "whisper":
-        whisper = WhisperBaseline(graft.config.encoder, device=device)
+        whisper = WhisperBaseline(resolve_base(graft.config.encoder), device=device)
         hypotheses, wall_seconds = run_system(whisper.transcribe, utterances, batch_size, "whisper baseline")
         result.baseline = score(hypotheses, wall_seconds=wall_seconds, model=f"whisper ({whisper.name})",
                                 device=device, batch_size=batch_size)

@@ -20,12 +20,16 @@ from torch import nn
 from audiograft.config import GraftConfig, LoraSettings
 from audiograft.encoders import AudioEncoder, load_encoder
 from audiograft.llms import LanguageModel, is_vision_language, load_llm, lora_target_modules
+from audiograft.pretrained import resolve_base
 from audiograft.projectors import build_projector
 from audiograft.prompting import Prompter
 
 logger = logging.getLogger(__name__)
 
 PROJECTOR_WEIGHTS = "projector.safetensors"
+# The built-in default model: whisper-base + SmolLM2-135M-Instruct, trained on the synthetic corpus.
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 LORA_DIR = "lora"
 ENCODER_PREFIX = "encoder."
 
@@ -56,16 +60,19 @@ class GraftModel(nn.Module):
     def from_config(cls, config: GraftConfig, device: str = "cpu", dtype: torch.dtype | None = None) -> GraftModel:
         """A graft with a freshly initialised projector on top of the named base models."""
         dtype = dtype or default_dtype(device)
-        encoder = load_encoder(config.encoder, config.encoder_context, dtype)
-        model = cls(config, encoder, load_llm(config.llm, dtype))
+        encoder = load_encoder(resolve_base(config.encoder), config.encoder_context, dtype)
+        model = cls(config, encoder, load_llm(resolve_base(config.llm), dtype))
         if config.lora is not None:
             model.add_lora(config.lora)
         return model.to(device)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> GraftModel:
-        """Rebuild a saved graft: base models by name, then the trained projector and LoRA weights."""
-        directory = Path(directory)
+        """Rebuild a saved graft: base models by name, then the trained projector and LoRA weights.
+
+        `directory` is a saved graft, or "default" for the built-in default model.
+        """
+        directory = DEFAULT_MODEL_DIR if str(directory) == DEFAULT_MODEL else Path(directory)
         config = GraftConfig.load(directory)
         config.encoder = _resolve_relative(config.encoder, directory)
         config.llm = _resolve_relative(config.llm, directory)

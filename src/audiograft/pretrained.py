@@ -104,6 +104,19 @@ def prepare_small_preset(force: bool = False) -> SmallPreset:
     return SmallPreset(encoder=prepare_whisper_base(force), llm=prepare_smollm2(force))
 
 
+# Names a graft config may use for the built-in parts, so that a shipped adapter names no machine's paths.
+BUILT_IN_BASES: dict[str, Callable[[], Path]] = {
+    "audiograft:whisper-base": prepare_whisper_base,
+    "audiograft:smollm2-135m-instruct": prepare_smollm2,
+}
+
+
+def resolve_base(name_or_path: str) -> str:
+    """A built-in name becomes its prepared local directory; hub ids and paths pass through unchanged."""
+    prepare = BUILT_IN_BASES.get(name_or_path)
+    return name_or_path if prepare is None else str(prepare())
+
+
 def locate(part: PackagedFile) -> Path:
     spec = importlib.util.find_spec(part.package)
     if spec is None or not spec.submodule_search_locations:
