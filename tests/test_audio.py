@@ -31,3 +31,20 @@ def test_bad_input_names_the_file_and_the_cause(tmp_path, make, message):
     with pytest.raises(AudioError, match=message) as raised:
         load_audio(path)
     assert str(path) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "suffix, fmt, subtype",
+    [("flac", "FLAC", "PCM_24"), ("ogg", "OGG", "VORBIS"), ("opus", "OGG", "OPUS"), ("mp3", "MP3", "MPEG_LAYER_III"),
+     ("wav", "WAV", "FLOAT"), ("wav", "WAV", "PCM_U8")],
+)
+def test_reads_the_formats_libsndfile_offers(tmp_path, suffix, fmt, subtype):
+    if subtype not in soundfile.available_subtypes(fmt):
+        pytest.skip(f"this libsndfile cannot write {fmt}/{subtype}")
+    t = np.arange(48000) / 48000
+    path = tmp_path / f"clip.{suffix}"
+    soundfile.write(path, 0.4 * np.sin(2 * np.pi * 300 * t), 48000, format=fmt, subtype=subtype)
+    audio = load_audio(path)
+    assert abs(audio.size - SAMPLE_RATE) < 0.05 * SAMPLE_RATE  # codecs may pad a few frames
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / audio.size - 300) < 5
