@@ -46,7 +46,6 @@ class GraftConfig:
     encoder_context: EncoderContext = "trim"
     instruction: str = DEFAULT_INSTRUCTION
     system_prompt: str | None = None
-    audio_placeholder: str | None = None
     lora: LoraSettings | None = None
 
     def __post_init__(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -330,6 +329,3 @@ class SpeechCollator:
             batch["input_features"] = self.spec_augment(batch["input_features"], batch["feature_lengths"], generator)
         return batch
 
-
-def total_hours(utterances: Sequence[Utterance]) -> float:
-    return math.fsum(u.duration for u in utterances) / 3600

@@ -32,6 +32,9 @@ import numpy as np
 import torch
 from whisper_normalizer.english import EnglishTextNormalizer
 
+from rich.progress import Progress
+
+from audiograft.audio import AudioError, load_audio
 from audiograft.data import Utterance
 
 logger = logging.getLogger(__name__)
@@ -505,10 +508,6 @@ def run_system(
     The clock covers loading audio and running the system, not loading the model. A file that cannot be
     read becomes a Hypothesis with an error and the rest go on.
     """
-    from rich.progress import Progress
-
-    from audiograft.audio import AudioError, load_audio
-
     order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration)
     hypotheses: dict[int, Hypothesis] = {}
     start = time.perf_counter()

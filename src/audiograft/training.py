@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -370,8 +369,3 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> Path:
     plt.close(figure)
     return output
 
-
-def steps_per_epoch(config: TrainConfig) -> int:
-    durations = [u.duration for u in read_manifest(config.train_manifest)]
-    batches = len(LengthBucketSampler(durations, config.batch_size, config.max_batch_seconds, seed=config.seed))
-    return math.ceil(batches / config.grad_accum)
