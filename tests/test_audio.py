@@ -48,3 +48,10 @@ def test_reads_the_formats_libsndfile_offers(tmp_path, suffix, fmt, subtype):
     assert abs(audio.size - SAMPLE_RATE) < 0.05 * SAMPLE_RATE  # codecs may pad a few frames
     spectrum = np.abs(np.fft.rfft(audio))
     assert abs(np.argmax(spectrum) * SAMPLE_RATE / audio.size - 300) < 5
+
+
+def test_a_clip_past_max_seconds_is_refused_with_its_length(tmp_path):
+    soundfile.write(tmp_path / "long.wav", np.zeros(8000 * 31, dtype=np.float32), 8000)
+    with pytest.raises(AudioError, match=r"long.wav: 31.0 s is longer than 30 s"):
+        load_audio(tmp_path / "long.wav", max_seconds=30)
+    assert load_audio(tmp_path / "long.wav").size == 31 * SAMPLE_RATE

@@ -50,12 +50,14 @@ def test_eval_writes_json_and_report_and_survives_a_missing_file(base_models, tm
         soundfile.write(tmp_path / f"{index}.wav", clip, 16000)
         utterances.append(Utterance(tmp_path / f"{index}.wav", "the fox", clip.size / 16000))
     utterances.append(Utterance(tmp_path / "missing.wav", "lost", 1.0))
+    soundfile.write(tmp_path / "long.wav", make_clips([30.5])[0], 16000)
+    utterances.append(Utterance(tmp_path / "long.wav", "too long for one window", 30.5))
     manifest = write_manifest(tmp_path / "m.jsonl", utterances)
     result = runner.invoke(app, ["eval", str(manifest), "--model", str(graft_dir), "--json", str(tmp_path / "r.json"),
                                  "--report", str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
     values = json.loads((tmp_path / "r.json").read_text())
-    assert values["n_utterances"] == 2 and len(values["skipped"]) == 1 and values["rtfx"] > 0
+    assert values["n_utterances"] == 2 and len(values["skipped"]) == 2 and values["rtfx"] > 0
     assert {"wer", "cer", "hallucination_rate", "loop_rate", "empty_rate"} <= set(values)
     assert "<table" in (tmp_path / "r.html").read_text()
     assert "WER" in result.stdout

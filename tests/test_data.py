@@ -60,10 +60,16 @@ def test_manifest_errors_name_the_line(tmp_path, bad_line, message):
 
 def test_dataset_reports_bad_files_without_failing(tmp_path):
     soundfile.write(tmp_path / "good.wav", make_clips([1.0])[0], 16000)
-    dataset = SpeechDataset([Utterance(tmp_path / "good.wav", "ok", 1.0), Utterance(tmp_path / "gone.wav", "x", 1.0)])
-    good, bad = dataset[0], dataset[1]
+    soundfile.write(tmp_path / "long.wav", make_clips([31.0])[0], 16000)
+    dataset = SpeechDataset(
+        [Utterance(tmp_path / "good.wav", "ok", 1.0), Utterance(tmp_path / "gone.wav", "x", 1.0),
+         Utterance(tmp_path / "long.wav", "y", 31.0)],
+        max_seconds=30,
+    )
+    good, bad, long = dataset[0], dataset[1], dataset[2]
     assert good.error is None and good.waveform.shape == (16000,)
     assert bad.waveform is None and "gone.wav: no such file" in bad.error
+    assert long.waveform is None and "longer than 30 s" in long.error
 
 
 def test_dataset_augmentation_is_seeded_per_epoch_and_item(tmp_path):

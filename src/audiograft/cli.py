@@ -71,19 +71,15 @@ def transcribe(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
 ) -> None:
     """Print one line per file: its name and the model's answer. Bad files are reported, the rest still run."""
-    from audiograft.audio import SAMPLE_RATE, AudioError, load_audio
+    from audiograft.audio import AudioError, load_audio
     from audiograft.model import GraftModel
 
     graft = GraftModel.from_pretrained(model, device=device)
-    max_seconds = graft.encoder.max_frames / 100
     loaded = []
     failures = 0
     for path in audio:
         try:
-            waveform = load_audio(path)
-            if waveform.size > max_seconds * SAMPLE_RATE:
-                raise AudioError(f"{path}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:.0f} s")
-            loaded.append((path, waveform))
+            loaded.append((path, load_audio(path, max_seconds=graft.encoder.max_seconds)))
         except AudioError as error:
             failures += 1
             typer.echo(f"error: {error}", err=True)
@@ -155,7 +151,9 @@ def evaluate(
     result = evaluate_model(graft, utterances, batch_size, name=model)
     if baseline == "whisper":
         whisper = WhisperBaseline(resolve_base(graft.config.encoder), device=device)
-        hypotheses, wall_seconds = run_system(whisper.transcribe, utterances, batch_size, "whisper baseline")
+        hypotheses, wall_seconds = run_system(
+            whisper.transcribe, utterances, batch_size, "whisper baseline", max_seconds=graft.encoder.max_seconds
+        )
         result.baseline = score(hypotheses, wall_seconds=wall_seconds, model=f"whisper ({whisper.name})",
                                 device=device, batch_size=batch_size)
     elif baseline is not None:

@@ -140,8 +140,11 @@ class Example:
 class SpeechDataset(Dataset):
     """Utterances from a manifest, loaded on access; `augment` runs on the waveform (training only)."""
 
-    def __init__(self, utterances: Sequence[Utterance], augment: Any = None, seed: int = 0):
+    def __init__(
+        self, utterances: Sequence[Utterance], augment: Any = None, seed: int = 0, max_seconds: float | None = None
+    ):
         self.utterances = list(utterances)
+        self.max_seconds = max_seconds
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -161,7 +164,7 @@ class SpeechDataset(Dataset):
         # Randomness is keyed by (seed, epoch, item), so a resumed run augments as an uninterrupted one.
         seed_key = (self.seed, self.epoch, index)
         try:
-            waveform = load_audio(utterance.audio)
+            waveform = load_audio(utterance.audio, max_seconds=self.max_seconds)
         except AudioError as error:
             return Example(index, utterance.text, error=str(error), seed_key=seed_key)
         if self.augment is not None:

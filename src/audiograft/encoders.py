@@ -61,9 +61,13 @@ class AudioEncoder(nn.Module):
         """Mel frames in a 30 s window, the longest input the positional table allows."""
         return self.model.config.max_source_positions * 2
 
+    @property
+    def max_seconds(self) -> float:
+        return self.max_frames / 100
+
     def featurize(self, waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel features of 16 kHz mono clips, each padded to 30 s, and the valid frames of each."""
-        max_seconds = self.max_frames / 100
+        max_seconds = self.max_seconds
         for index, waveform in enumerate(waveforms):
             if waveform.ndim != 1 or waveform.size == 0:
                 raise ValueError(f"clip {index}: expected a non-empty 1-D waveform, got shape {waveform.shape}")

@@ -502,11 +502,12 @@ def run_system(
     utterances: Sequence[Utterance],
     batch_size: int,
     description: str = "transcribing",
+    max_seconds: float | None = None,
 ) -> tuple[list[Hypothesis], float]:
     """Run a transcriber over manifest utterances, shortest first in batches; returns hypotheses and wall seconds.
 
     The clock covers loading audio and running the system, not loading the model. A file that cannot be
-    read becomes a Hypothesis with an error and the rest go on.
+    read, or is longer than `max_seconds`, becomes a Hypothesis with an error and the rest go on.
     """
     order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration)
     hypotheses: dict[int, Hypothesis] = {}
@@ -522,7 +523,7 @@ def run_system(
                     audio=str(utterance.audio), reference_words=utterance.words,
                 )
                 try:
-                    loaded.append((record, load_audio(utterance.audio)))
+                    loaded.append((record, load_audio(utterance.audio, max_seconds=max_seconds)))
                 except AudioError as error:
                     record.error = str(error)
                 hypotheses[index] = record
@@ -535,8 +536,10 @@ def run_system(
 
 
 def evaluate_model(model: Any, utterances: Sequence[Utterance], batch_size: int = 8, name: str = "") -> EvaluationResult:
-    """Score a GraftModel (anything with `.transcribe(list of waveforms)` and `.device`) on manifest utterances."""
-    hypotheses, wall_seconds = run_system(model.transcribe, utterances, batch_size)
+    """Score a GraftModel on manifest utterances; clips past its encoder window are reported as skipped."""
+    hypotheses, wall_seconds = run_system(
+        model.transcribe, utterances, batch_size, max_seconds=model.encoder.max_seconds
+    )
     return score(hypotheses, wall_seconds=wall_seconds, model=name, device=str(model.device), batch_size=batch_size)
 
 

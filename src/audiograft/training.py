@@ -122,7 +122,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     model = build_model(config, accelerator)
 
     utterances = read_manifest(config.train_manifest)
-    dataset = SpeechDataset(utterances, augment=Augmentation() if config.augment else None, seed=config.seed)
+    dataset = SpeechDataset(
+        utterances,
+        augment=Augmentation() if config.augment else None,
+        seed=config.seed,
+        max_seconds=model.encoder.max_seconds,
+    )
     sampler = LengthBucketSampler(
         dataset.durations, config.batch_size, config.max_batch_seconds, seed=config.seed
     )
