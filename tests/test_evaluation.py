@@ -5,7 +5,6 @@ import pytest
 
 from audiograft.evaluation import (
     Hypothesis,
-    Word,
     expected_calibration_error,
     loop_detected,
     normalize,
@@ -13,6 +12,7 @@ from audiograft.evaluation import (
     timestamp_errors,
     wer_by_duration,
 )
+from audiograft.transcript import Word
 
 
 def one(reference: str, hypothesis: str, duration: float = 1.0, **kwargs):

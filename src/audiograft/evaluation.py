@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import cache
 from itertools import pairwise
 from typing import Any
 
@@ -36,6 +36,7 @@ from rich.progress import Progress
 
 from audiograft.audio import AudioError, load_audio
 from audiograft.data import Utterance
+from audiograft.transcript import Word
 
 logger = logging.getLogger(__name__)
 
@@ -66,22 +67,6 @@ def _normalizer() -> EnglishTextNormalizer:
 def normalize(text: str) -> str:
     """Whisper's English normalisation: lower case, no punctuation or fillers, numbers as digits, US spelling."""
     return _normalizer()(text)
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start: float | None = None
-    end: float | None = None
-    confidence: float | None = None
-
-    @classmethod
-    def coerce(cls, value: Word | Mapping[str, Any] | Any) -> Word:
-        """Accepts a Word, a {"word", "start", "end", "confidence"} mapping, or any object with those attributes."""
-        if isinstance(value, Word):
-            return value
-        get = value.get if isinstance(value, Mapping) else partial(getattr, value)
-        return cls(str(get("word")), get("start", None), get("end", None), get("confidence", None))
 
 
 @dataclass
