@@ -116,7 +116,7 @@ def save_whisper(path: Path) -> Path:
     return path
 
 
-def save_causal_lm(path: Path, family: str) -> Path:
+def save_causal_lm(path: Path, family: str, **overrides) -> Path:
     _seeded(1)
     special = dict(
         bos_token_id=TOKENIZER.convert_tokens_to_ids("<|im_start|>"),
@@ -124,9 +124,9 @@ def save_causal_lm(path: Path, family: str) -> Path:
         pad_token_id=TOKENIZER.pad_token_id,
     )
     if family == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(**LLM_KW, **special))
+        model = Qwen2ForCausalLM(Qwen2Config(**{**LLM_KW, **overrides}, **special))
     else:
-        model = LlamaForCausalLM(LlamaConfig(**LLM_KW, **special))
+        model = LlamaForCausalLM(LlamaConfig(**{**LLM_KW, **overrides}, **special))
     model.save_pretrained(path)
     TOKENIZER.save_pretrained(path)
     return path

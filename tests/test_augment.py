@@ -5,6 +5,7 @@ from audiograft.augment import (
     Augmentation,
     add_noise,
     change_speed,
+    coloured_noise,
     reverberate,
     room_impulse_response,
     telephone_band,
@@ -52,3 +53,23 @@ def test_augmentation_is_reproducible_from_the_generator():
     first = augmentation(tone(), np.random.default_rng(5))
     assert np.array_equal(first, augmentation(tone(), np.random.default_rng(5)))
     assert not np.array_equal(first, augmentation(tone(), np.random.default_rng(6)))
+
+
+def test_coloured_noise_has_unit_rms_and_more_low_end_the_redder_it_is():
+    def low_share(noise):
+        power = np.abs(np.fft.rfft(noise)) ** 2
+        return power[np.fft.rfftfreq(noise.size, 1 / 16000) < 200].sum() / power.sum()
+
+    white, pink, brown = (coloured_noise(16000, np.random.default_rng(0), colour) for colour in (0.0, 1.0, 2.0))
+    assert all(abs(np.sqrt(np.mean(n**2)) - 1) < 1e-6 for n in (white, pink, brown))
+    assert low_share(white) < 0.05 < low_share(pink) < low_share(brown)
+
+
+def test_slowing_down_never_pushes_a_clip_past_the_encoder_window():
+    long_clip = np.random.default_rng(0).standard_normal(int(29.5 * 16000)).astype(np.float32)
+    slow = Augmentation(speed_probability=1.0, speed_range=(0.9, 0.9), reverb_probability=0, telephone_probability=0,
+                        noise_probability=0, max_seconds=30.0)
+    assert long_clip.size < slow(long_clip, np.random.default_rng(1)).size <= 30 * 16000
+    unbounded = Augmentation(speed_probability=1.0, speed_range=(0.9, 0.9), reverb_probability=0,
+                             telephone_probability=0, noise_probability=0)
+    assert unbounded(long_clip, np.random.default_rng(1)).size > 30 * 16000

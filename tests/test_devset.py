@@ -37,3 +37,19 @@ def test_dev_manifest_from_sdist_and_examples(tmp_path):
     assert [(w.word, w.start, w.end) for w in librivox.words] == [("he", 0.2, 0.5), ("was", 0.5, 0.9)]
     assert soundfile.info(str(librivox.audio)).samplerate == 16000
     assert utterances[1].text.startswith("And so my fellow Americans")
+
+
+def test_nonspeech_manifest_has_empty_references_at_the_stated_levels(tmp_path):
+    import numpy as np
+
+    from audiograft.devset import build_nonspeech_manifest
+
+    utterances = read_manifest(build_nonspeech_manifest(tmp_path / "ns", seconds=2.0, long_seconds=31.0))
+    assert all(u.text == "" and u.split == "nonspeech" for u in utterances)
+    kinds = {u.speaker: u for u in utterances}
+    assert {"silence", "white-noise-20dBFS", "pink-noise-50dBFS", "brown-noise-35dBFS", "chords", "drums",
+            "band"} <= set(kinds)
+    assert kinds["long-band"].duration == 31.0 and kinds["chords"].duration == 2.0
+    level = lambda name: 20 * np.log10(np.sqrt(np.mean(soundfile.read(kinds[name].audio)[0] ** 2)))  # noqa: E731
+    assert abs(level("white-noise-20dBFS") + 20) < 0.5 and abs(level("brown-noise-50dBFS") + 50) < 0.5
+    assert np.all(soundfile.read(kinds["silence"].audio)[0] == 0)

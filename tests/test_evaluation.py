@@ -241,3 +241,47 @@ def test_json_keys_are_present_and_stable():
     assert (data["device"], data["batch_size"], data["model"]) == ("cuda", 16, "graft")
     assert data["timestamp_mae_ms"] is None and data["confidence_ece"] is None
     assert json.loads(score(items, wall_seconds=0.5).to_json()).keys() == data.keys()
+
+
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        ("so I said thank you, Thank you thank you thank you and then", "so I said thank you,"),
+        ("x - y x y x y x y", "x - y"),
+        ("the cat sat on the mat", None),
+        ("", None),
+    ],
+)
+def test_find_loop_gives_where_the_first_copy_ends(text, kept):
+    from audiograft.evaluation import find_loop
+
+    words = text.split()
+    end = find_loop(words)
+    assert (None if end is None else " ".join(words[:end])) == kept
+
+
+def test_evaluate_model_runs_the_transcriber_on_clips_of_any_length(base_models, tmp_path):
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile
+    import torch
+
+    from audiograft.audio import load_audio
+    from audiograft.config import GraftConfig
+    from audiograft.data import Utterance
+    from audiograft.evaluation import evaluate_model
+    from audiograft.model import GraftModel
+
+    speech = load_audio(Path(__file__).parents[1] / "examples" / "jfk.flac")
+    soundfile.write(tmp_path / "long.flac", np.concatenate([speech, speech, speech]), 16000)
+    soundfile.write(tmp_path / "silence.flac", np.zeros(16000, np.float32), 16000)
+    utterances = [Utterance(tmp_path / "long.flac", "ask not", 33.0), Utterance(tmp_path / "silence.flac", "", 1.0),
+                  Utterance(tmp_path / "missing.flac", "lost", 1.0)]
+    torch.manual_seed(0)
+    model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
+    result = evaluate_model(model.eval(), utterances, batch_size=4, name="tiny")
+    assert [s.audio for s in result.skipped] == [str(tmp_path / "missing.flac")]
+    long, silence = result.utterances
+    assert long.hypothesis and long.words and all(w.confidence is not None for w in long.words)
+    assert silence.hypothesis == "" and not silence.hallucination

@@ -190,3 +190,23 @@ def test_learns_to_stop_when_pad_token_is_eos(base_models, tmp_path):
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
         assert row[: len(answer_ids) + 1] == answer_ids + [eos]
     assert model.transcribe(clips) == answers
+
+
+def test_generate_takes_already_encoded_audio_and_can_return_scores(base_models):
+    from audiograft.model import answer_token_budget
+
+    model = build(base_models, "qwen2")
+    batch = model.prepare(make_clips([0.7, 1.9]))
+    expected = greedy(model, make_clips([0.7, 1.9]))
+    encoded = model.encode_audio(batch.pop("input_features"), batch.pop("feature_lengths"))
+    assert encoded[0].shape[-1] == 32 and encoded[1].tolist() == [35, 95]
+    output = model.generate(**batch, encoded_audio=encoded, max_new_tokens=6, min_new_tokens=6,
+                            return_dict_in_generate=True, output_scores=True)
+    assert torch.equal(output.sequences, expected) and len(output.scores) == 6
+    assert answer_token_budget(10.0) == 96 and answer_token_budget(2.0, tokens_per_second=4, slack=0) == 8
+
+
+def test_from_pretrained_remembers_its_directory(base_models, tmp_path):
+    directory = build(base_models, "qwen2").save_pretrained(tmp_path / "graft")
+    assert GraftModel.from_pretrained(directory).directory == directory
+    assert build(base_models, "qwen2").directory is None

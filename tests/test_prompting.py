@@ -66,3 +66,55 @@ def test_tokenizer_without_chat_template_is_refused():
     tokenizer.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         Prompter(tokenizer)
+
+
+def test_conversation_numbers_clips_across_turns_and_keeps_roles():
+    from audiograft.prompting import conversation_messages
+
+    conversation = [
+        {"role": "user", "content": [{"type": "audio", "audio": "a.wav"}, {"type": "audio", "audio": "b.wav"},
+                                     {"type": "text", "text": "Which is louder?"}]},
+        {"role": "assistant", "content": "The second."},
+        {"role": "user", "content": [{"type": "audio", "audio": "c.wav"}, {"type": "text", "text": "And this?"}]},
+    ]
+    messages, clips = conversation_messages(conversation, system_prompt="Be brief.")
+    assert clips == ["a.wav", "b.wav", "c.wav"]
+    assert messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": f"Audio 1: {AUDIO_MARKER}\nAudio 2: {AUDIO_MARKER}\nWhich is louder?"},
+        {"role": "assistant", "content": "The second."},
+        {"role": "user", "content": f"Audio 3: {AUDIO_MARKER}\nAnd this?"},
+    ]
+    own_system = [{"role": "system", "content": "Mine."}, conversation[0]]
+    assert conversation_messages(own_system, system_prompt="Be brief.")[0][0]["content"] == "Mine."
+
+
+@pytest.mark.parametrize(
+    "conversation, complaint",
+    [
+        ([{"role": "robot", "content": "hi"}], "role"),
+        ([{"role": "user", "content": [{"type": "video", "video": "v.mp4"}]}], "audio or text"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "ends with a user"),
+    ],
+)
+def test_malformed_conversations_are_refused(conversation, complaint):
+    from audiograft.prompting import conversation_messages
+
+    with pytest.raises(ValueError, match=complaint):
+        conversation_messages(conversation)
+
+
+def test_encode_messages_places_each_clip_where_its_marker_is():
+    prompter = Prompter(TOKENIZER)
+    messages = [
+        {"role": "user", "content": f"Audio 1: {AUDIO_MARKER}\nfirst"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": f"Audio 2: {AUDIO_MARKER}\nsecond"},
+    ]
+    prompt = prompter.encode_messages(messages, [3, 5])
+    positions = [i for i, is_audio in enumerate(prompt.audio_mask) if is_audio]
+    assert len(positions) == 8
+    between = TOKENIZER.decode(prompt.input_ids[positions[2] + 1 : positions[3]])
+    assert "first<|im_end|>" in between and "assistant\nok<|im_end|>" in between and between.endswith("Audio 2: ")
+    with pytest.raises(ValueError, match="audio marker"):
+        prompter.encode_messages(messages, [3])

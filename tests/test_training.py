@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -70,9 +71,36 @@ def test_stage_parameters_that_train(base_models, manifest, tmp_path):
     assert not any("visual" in n for n, p in vl_model.named_parameters() if p.requires_grad)
 
 
+def test_qlora_stage2_trains_lora_over_a_4bit_llm(base_models, manifest, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes
+    from conftest import save_causal_lm
+
+    # bitsandbytes' CPU kernels need layer widths in multiples of 64.
+    llm = save_causal_lm(tmp_path / "llama64", "llama", hidden_size=64, intermediate_size=128)
+    config = config_for(base_models, manifest, tmp_path / "run", stage=2, qlora=True, max_steps=6,
+                        lora=LoraSettings(r=4, alpha=8), model={"encoder": str(base_models["whisper"]), "llm": str(llm)})
+    from accelerate import Accelerator
+
+    model = build_model(config, Accelerator(mixed_precision="no"))
+    quantized = [n for n, m in model.llm.named_modules() if isinstance(m, bitsandbytes.nn.Linear4bit)]
+    assert len(quantized) == 2 * 7
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if "lora_" not in n} == {n for n, _ in model.projector.named_parameters(prefix="projector")}
+
+    final = train(config)
+    losses = [r["loss"] for r in read_log(tmp_path / "run") if "loss" in r]
+    assert len(losses) == 6 and all(map(math.isfinite, losses))
+    assert (final / "lora" / "adapter_model.safetensors").is_file()
+    with pytest.raises(ValueError, match="qlora applies to stage 2"):
+        config_for(base_models, manifest, tmp_path, qlora=True)
+
+
 def test_two_stages_on_cpu_reduce_the_loss_and_save_adapters(base_models, manifest, tmp_path):
-    stage1 = train(config_for(base_models, manifest, tmp_path / "s1", max_steps=12))
+    stage1 = train(config_for(base_models, manifest, tmp_path / "s1", max_steps=12, dev_manifest=str(manifest),
+                              eval_every=12, eval_utterances=3))
     losses = [r["loss"] for r in read_log(tmp_path / "s1") if "loss" in r]
+    assert [(r["step"], r["dev_wer"] >= 0) for r in read_log(tmp_path / "s1") if "dev_wer" in r] == [(12, True)]
     assert len(losses) == 12 and min(losses[-3:]) < losses[0]
     assert {"lr", "grad_norm", "tokens_per_s", "audio_s_per_s", "samples_per_s"} <= set(read_log(tmp_path / "s1")[0])
     assert (stage1 / "projector.safetensors").is_file()

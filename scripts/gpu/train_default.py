@@ -4,6 +4,7 @@ Run from the repository root on a CUDA machine with the synthetic corpus at data
     python scripts/gpu/train_default.py stage1 pool:4 stack:4     # one stage-1 run per projector:downsample
     python scripts/gpu/train_default.py compare runs/s1-*         # test-split WER and RTFx of each
     python scripts/gpu/train_default.py stage2 runs/s1-stack4     # LoRA stage on the chosen projector
+    python scripts/gpu/train_default.py stage2 runs/s1-stack8 400 qlora   # a shorter stage 2, QLoRA (4-bit LLM)
 Results are written as JSON beside each run; with RESULTS set, the small artefacts are copied there too.
 """
 
@@ -54,9 +55,12 @@ def compare(runs: list[str], limit: int = 1000) -> None:
         export(Path(run), Path(run).name)
 
 
-def stage2(stage1_run: str) -> None:
+def stage2(stage1_run: str, steps: str | None = None, variant: str = "lora") -> None:
     base = TrainConfig.from_yaml("configs/default-stage2.yaml")
-    config = dataclasses.replace(base, init_from=f"{stage1_run}/final", output_dir=f"{stage1_run}-stage2")
+    config = dataclasses.replace(
+        base, init_from=f"{stage1_run}/final", output_dir=f"{stage1_run}-stage2" + ("" if steps is None else f"-{steps}-{variant}"),
+        max_steps=int(steps or base.max_steps), qlora=variant == "qlora",
+    )
     started = time.perf_counter()
     train(config)
     (Path(config.output_dir) / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
@@ -81,4 +85,4 @@ def export(run: Path, name: str) -> None:
 
 
 if __name__ == "__main__":
-    {"stage1": stage1, "compare": compare, "stage2": lambda args: stage2(args[0])}[sys.argv[1]](sys.argv[2:])
+    {"stage1": stage1, "compare": compare, "stage2": lambda args: stage2(*args)}[sys.argv[1]](sys.argv[2:])

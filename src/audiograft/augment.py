@@ -20,13 +20,18 @@ def change_speed(waveform: np.ndarray, factor: float) -> np.ndarray:
     return soxr.resample(waveform, SAMPLE_RATE * factor, SAMPLE_RATE, quality="HQ").astype(np.float32)
 
 
+def coloured_noise(size: int, rng: np.random.Generator, colour: float = 0.0) -> np.ndarray:
+    """Noise with a 1/f**colour power spectrum (0 white, 1 pink, 2 brown), scaled to unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(size))
+    frequencies = np.maximum(np.fft.rfftfreq(size, 1 / SAMPLE_RATE), 1.0)
+    noise = np.fft.irfft(spectrum / frequencies ** (colour / 2), n=size)
+    return noise / np.sqrt(np.mean(noise**2) + 1e-24)
+
+
 def add_noise(waveform: np.ndarray, snr_db: float, rng: np.random.Generator, colour: float = 0.0) -> np.ndarray:
     """Noise with a 1/f**colour spectrum (0 white, 1 pink, 2 brown) at `snr_db` below the signal."""
-    spectrum = np.fft.rfft(rng.standard_normal(waveform.size))
-    frequencies = np.maximum(np.fft.rfftfreq(waveform.size, 1 / SAMPLE_RATE), 1.0)
-    noise = np.fft.irfft(spectrum / frequencies ** (colour / 2), n=waveform.size)
     signal_power = np.mean(waveform**2) + 1e-12
-    noise *= np.sqrt(signal_power / (np.mean(noise**2) + 1e-12) / 10 ** (snr_db / 10))
+    noise = coloured_noise(waveform.size, rng, colour) * np.sqrt(signal_power / 10 ** (snr_db / 10))
     return (waveform + noise).astype(np.float32)
 
 
@@ -68,10 +73,14 @@ class Augmentation:
     telephone_probability: float = 0.1
     noise_probability: float = 0.5
     snr_range_db: tuple[float, float] = (5.0, 30.0)
+    max_seconds: float | None = None  # the encoder's window: slowing down never pushes a clip past it
 
     def __call__(self, waveform: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < self.speed_probability:
-            waveform = change_speed(waveform, rng.uniform(*self.speed_range))
+            factor = rng.uniform(*self.speed_range)
+            if self.max_seconds is not None:
+                factor = max(factor, waveform.size / (self.max_seconds * SAMPLE_RATE))
+            waveform = change_speed(waveform, factor)
         if rng.random() < self.reverb_probability:
             waveform = reverberate(waveform, room_impulse_response(rng.uniform(*self.rt60_range), rng))
         if rng.random() < self.telephone_probability:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from audiograft.config import DEFAULT_INSTRUCTION, GraftConfig
+from audiograft.config import GraftConfig
 
 app = typer.Typer(help="Graft a pretrained audio encoder onto a pretrained LLM.", no_args_is_help=True)
 data_app = typer.Typer(help="Build speech datasets.", no_args_is_help=True)
@@ -64,30 +64,44 @@ def init(
 
 @app.command()
 def transcribe(
-    audio: Annotated[list[Path], typer.Argument(help="Audio files (any format libsndfile reads).")],
+    audio: Annotated[list[Path], typer.Argument(help="Audio files of any length (any format libsndfile reads).")],
     model: Annotated[str, typer.Option(help="A saved graft directory, or 'default' (built-in).")] = "default",
-    instruction: Annotated[str, typer.Option(help="What to do with the audio.")] = DEFAULT_INSTRUCTION,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    output_format: Annotated[str, typer.Option("--format", help="text | json | srt | vtt")] = "text",
+    output_dir: Annotated[Path | None, typer.Option(help="Write one file per input here (name + format suffix).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Audio windows decoded together, across files.")] = 8,
+    word_timestamps: Annotated[bool, typer.Option(help="Time every word (needs a model with a word aligner).")] = False,
+    task: Annotated[str | None, typer.Option(help="Any instruction instead of transcription, e.g. 'Summarise.'")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
 ) -> None:
-    """Print one line per file: its name and the model's answer. Bad files are reported, the rest still run."""
-    from audiograft.audio import AudioError, load_audio
-    from audiograft.model import GraftModel
+    """Transcribe audio files, or do --task with them. Without --output-dir the text format prints one line per file
+    (its name, a tab, the text) and the others print each file's rendering. A bad file is reported and the rest
+    still run; the exit code is then 1."""
+    from audiograft.audio import AudioError
+    from audiograft.transcript import FILE_SUFFIXES, OUTPUT_FORMATS, render
+    from audiograft.transcription import Transcriber, TranscriptionOptions
 
-    graft = GraftModel.from_pretrained(model, device=device)
-    loaded = []
+    if output_format not in OUTPUT_FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(OUTPUT_FORMATS)}", param_hint="--format")
+    stems = [path.stem for path in audio]
+    if output_dir is not None and len(set(stems)) < len(stems):
+        raise typer.BadParameter("two inputs share a file name; their outputs would overwrite each other",
+                                 param_hint="--output-dir")
+    options = TranscriptionOptions(task=task, batch_size=batch_size, word_timestamps=word_timestamps)
+    transcriber = Transcriber(model, device=device, options=options)
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for path in audio:
-        try:
-            loaded.append((path, load_audio(path, max_seconds=graft.encoder.max_seconds)))
-        except AudioError as error:
+    for path, result in transcriber.transcribe_files(audio):
+        if isinstance(result, AudioError):
             failures += 1
-            typer.echo(f"error: {error}", err=True)
-    for start in range(0, len(loaded), batch_size):
-        chunk = loaded[start : start + batch_size]
-        texts = graft.transcribe([waveform for _, waveform in chunk], instruction)
-        for (path, _), text in zip(chunk, texts):
-            typer.echo(f"{path}\t{' '.join(text.split())}")
+            typer.echo(f"error: {result}", err=True)
+        elif output_dir is not None:
+            (output_dir / f"{path.stem}{FILE_SUFFIXES[output_format]}").write_text(render(result, output_format))
+        elif output_format == "text":
+            typer.echo(f"{path}\t{result.text}")
+        else:
+            header = f"==> {path} <==\n" if len(audio) > 1 else ""
+            typer.echo(header + render(result, output_format), nl=False)
     if failures:
         raise typer.Exit(code=1)
 
@@ -105,6 +119,36 @@ def merge(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    model: Annotated[str, typer.Option(help="A saved graft directory, or 'default' (built-in).")] = "default",
+    api_key: Annotated[str | None, typer.Option(envvar="AUDIOGRAFT_API_KEY",
+                                                help="Require 'Authorization: Bearer KEY' on /v1 requests.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    use_prompt: Annotated[bool, typer.Option(help="Add a request's `prompt` to the model's instruction as context "
+                                             "(the built-in model reads it out: off by default).")] = False,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Requests decoded together in one device batch.")] = 8,
+    batch_wait_ms: Annotated[float, typer.Option(min=0, help="How long an idle device waits for companions.")] = 10.0,
+    max_queue_depth: Annotated[int, typer.Option(min=1, help="Requests queued or running; past it, 503.")] = 256,
+    max_queued_audio_seconds: Annotated[float, typer.Option(min=1, help="Their audio in all; past it, 503.")] = 3600.0,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Past it, 413.")] = 25.0,
+    max_audio_seconds: Annotated[float, typer.Option(min=0.1, help="Longer uploads get 413.")] = 600.0,
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds from arrival to answer; past it, 504.")] = 300.0,
+) -> None:
+    """Serve OpenAI's POST /v1/audio/transcriptions (and GET /health), batching concurrent requests on the device."""
+    from audiograft.server import ServerSettings
+    from audiograft.server import serve as run_server
+
+    settings = ServerSettings(
+        model_name=model, api_key=api_key, use_prompt=use_prompt, max_batch_size=max_batch_size, batch_wait_seconds=batch_wait_ms / 1000,
+        max_queue_depth=max_queue_depth, max_queued_audio_seconds=max_queued_audio_seconds, max_upload_mb=max_upload_mb,
+        max_audio_seconds=max_audio_seconds, request_timeout_seconds=request_timeout,
+    )
+    run_server(model, host=host, port=port, device=device, settings=settings)
+
+
+@app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="Training config (YAML); see configs/.")],
     resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in output_dir.")] = False,
@@ -113,8 +157,11 @@ def train(
     from audiograft.training import TrainConfig
     from audiograft.training import train as run_training
 
+    from accelerate import PartialState
+
     final = run_training(TrainConfig.from_yaml(config), resume=resume)
-    console.print(f"wrote {final}")
+    if PartialState().is_main_process:
+        console.print(f"wrote {final}")
 
 
 @app.command()
@@ -168,7 +215,39 @@ def evaluate(
             f"{system.model}: WER {100 * system.wer:.2f}%  CER {100 * system.cer:.2f}%  RTFx {system.rtfx:.1f}  "
             f"n={len(system.utterances)} skipped={len(system.skipped)}  hallucination {system.failures.hallucination_rate:.3f}"
             f"  loop {system.failures.loop_rate:.3f}  empty {system.failures.empty_rate:.3f}"
+            + (f"  timestamp MAE {system.timestamps.mae_ms:.1f} ms" if system.timestamps and system.timestamps.mae_ms else "")
+            + (f"  confidence ECE {system.confidence_ece:.3f}" if system.confidence_ece is not None else "")
         )
+
+
+@app.command("align-train")
+def align_train(
+    model: Annotated[str, typer.Argument(help="The graft directory to add the word aligner to, or 'default'.")],
+    train_manifest: Annotated[Path, typer.Argument(help="JSONL manifest; utterances with word timings also teach word edges.")],
+    dev: Annotated[Path | None, typer.Option(help="Manifest with word timings to report boundary errors on.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Keep the encoder frames here for later runs (default: a temporary directory).")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 8,
+    edge_weight: Annotated[float, typer.Option(help="Weight of the word-edge loss; 0 trains letters (CTC) only.")] = 1.0,
+    limit: Annotated[int | None, typer.Option(help="Train on the first N utterances only.")] = None,
+) -> None:
+    """Train the word-timestamp head on the graft's frozen encoder frames and save it into the graft directory."""
+    import tempfile
+
+    from audiograft.alignment import encoder_frames, make_example, timing_errors, train_aligner
+    from audiograft.data import read_manifest
+    from audiograft.encoder_cache import EncoderCache
+    from audiograft.model import GraftModel
+
+    graft = GraftModel.from_pretrained(model)
+    with tempfile.TemporaryDirectory() as temporary:
+        frames = EncoderCache(cache or temporary, graft.encoder, graft.config.encoder)
+        train = encoder_frames(frames, read_manifest(train_manifest)[:limit])
+        aligner = train_aligner([make_example(f, u.text, u.words) for u, f in train], epochs=epochs, edge_weight=edge_weight)
+        if dev is not None:
+            errors = timing_errors(aligner, encoder_frames(frames, [u for u in read_manifest(dev) if u.words]))
+            console.print(f"dev: {errors.n_words} words, boundary MAE {errors.mae_ms:.1f} ms, "
+                          f"within 50 ms {errors.share_within(50):.1%}, within 100 ms {errors.share_within(100):.1%}")
+    console.print(f"wrote the word aligner to {aligner.save_pretrained(graft.directory)}")
 
 
 @data_app.command("synth")
@@ -204,3 +283,17 @@ def dev(
     manifest = build_dev_manifest(output, examples)
     utterances = read_manifest(manifest)
     console.print(f"wrote {manifest}: {len(utterances)} utterances, {sum(u.duration for u in utterances):.1f} s")
+
+
+@data_app.command("nonspeech")
+def nonspeech(
+    output: Annotated[Path, typer.Argument(help="Directory for nonspeech.jsonl and its audio.")],
+    seed: Annotated[int, typer.Option(help="Same seed, same clips.")] = 0,
+) -> None:
+    """Silence, coloured noise and synthetic music with empty references: any output on them is a hallucination."""
+    from audiograft.data import read_manifest
+    from audiograft.devset import build_nonspeech_manifest
+
+    manifest = build_nonspeech_manifest(output, seed=seed)
+    utterances = read_manifest(manifest)
+    console.print(f"wrote {manifest}: {len(utterances)} clips, {sum(u.duration for u in utterances):.1f} s")

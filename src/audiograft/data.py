@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import Dataset, Sampler
 
 from audiograft.audio import SAMPLE_RATE, AudioError, load_audio
@@ -135,14 +136,26 @@ class Example:
     waveform: np.ndarray | None = None
     error: str | None = None
     seed_key: tuple[int, ...] = ()
+    encoded: tuple[torch.Tensor, int] | None = None  # cached encoder frames and log-mel length, instead of audio
 
 
 class SpeechDataset(Dataset):
-    """Utterances from a manifest, loaded on access; `augment` runs on the waveform (training only)."""
+    """Utterances from a manifest, loaded on access; `augment` runs on the waveform (training only).
+
+    With an `encoder_cache` (an `EncoderCache`), examples carry the cached encoder frames instead of audio.
+    """
 
     def __init__(
-        self, utterances: Sequence[Utterance], augment: Any = None, seed: int = 0, max_seconds: float | None = None
+        self,
+        utterances: Sequence[Utterance],
+        augment: Any = None,
+        seed: int = 0,
+        max_seconds: float | None = None,
+        encoder_cache: Any = None,
     ):
+        if encoder_cache is not None and augment is not None:
+            raise ValueError("cached encoder output cannot be augmented: use augment or the encoder cache, not both")
+        self.encoder_cache = encoder_cache
         self.utterances = list(utterances)
         self.max_seconds = max_seconds
         self.augment = augment
@@ -163,6 +176,12 @@ class SpeechDataset(Dataset):
         utterance = self.utterances[index]
         # Randomness is keyed by (seed, epoch, item), so a resumed run augments as an uninterrupted one.
         seed_key = (self.seed, self.epoch, index)
+        if self.encoder_cache is not None:
+            try:
+                return Example(index, utterance.text, seed_key=seed_key, encoded=self.encoder_cache.load(utterance.audio))
+            except (OSError, SafetensorError) as error:
+                # The cache was filled before training: a miss is a file that is unreadable or changed since.
+                return Example(index, utterance.text, error=f"{utterance.audio}: not in the encoder cache ({error})")
         try:
             waveform = load_audio(utterance.audio, max_seconds=self.max_seconds)
         except AudioError as error:
@@ -323,6 +342,8 @@ class SpeechCollator:
                 usable.append(example)
         if not usable:
             return None
+        if usable[0].encoded is not None:
+            return self.model.prepare_encoded([e.encoded for e in usable], self.instruction, [e.text for e in usable])
         batch = self.model.prepare(
             [e.waveform for e in usable], self.instruction, answers=[e.text for e in usable]
         )

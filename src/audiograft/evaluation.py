@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from itertools import pairwise
 from typing import Any
 
@@ -36,7 +36,7 @@ from rich.progress import Progress
 
 from audiograft.audio import AudioError, load_audio
 from audiograft.data import Utterance
-from audiograft.transcript import Word
+from audiograft.transcript import Transcript, Word
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +48,8 @@ TIMESTAMP_TOLERANCES_MS = (50, 100)
 DURATION_BUCKET_EDGES = (5.0, 10.0, 20.0, 30.0)
 
 # Loops are looked for before Whisper normalisation, which merges spelled-out numbers ("one one one" -> "111").
-_LOOP_TOKENS = jiwer.Compose(
-    [
-        jiwer.ToLowerCase(),
-        jiwer.RemovePunctuation(),
-        jiwer.RemoveMultipleSpaces(),
-        jiwer.Strip(),
-        jiwer.ReduceToListOfListOfWords(),
-    ]
-)
+# Words are compared one by one, so that a loop found can be cut out of the original text.
+_LOOP_KEYS = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.Strip()])
 
 
 @cache
@@ -268,16 +261,24 @@ class EvaluationResult:
 
 def loop_detected(text: str, max_ngram: int = LOOP_MAX_NGRAM, min_repeats: int = LOOP_MIN_REPEATS) -> bool:
     """True when some n-gram (n = 1..max_ngram) occurs at least `min_repeats` times back to back."""
-    # Hand-written: jiwer and the normaliser have no repeat finder. A run of words[i] == words[i + n] of length
+    return find_loop(text.split(), max_ngram, min_repeats) is not None
+
+
+def find_loop(words: Sequence[str], max_ngram: int = LOOP_MAX_NGRAM, min_repeats: int = LOOP_MIN_REPEATS) -> int | None:
+    """Where a loop begins to repeat: the index just past the first copy of an n-gram (n = 1..max_ngram) that
+    occurs at least `min_repeats` times back to back, or None. Case and punctuation are ignored."""
+    # Hand-written: jiwer and the normaliser have no repeat finder. A run of keys[i] == keys[i + n] of length
     # (min_repeats - 1) * n is exactly an n-gram followed by min_repeats - 1 copies of itself.
-    words = _LOOP_TOKENS(text)[0]
+    positions = [(index, key) for index, key in enumerate(_LOOP_KEYS(list(words))) if key]
+    keys = [key for _, key in positions]
     for n in range(1, max_ngram + 1):
         run = 0
-        for i in range(len(words) - n):
-            run = run + 1 if words[i] == words[i + n] else 0
+        for i in range(len(keys) - n):
+            run = run + 1 if keys[i] == keys[i + n] else 0
             if run >= (min_repeats - 1) * n:
-                return True
-    return False
+                last_of_first_copy = i - run + n
+                return positions[last_of_first_copy][0] + 1
+    return None
 
 
 def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
@@ -483,7 +484,7 @@ def wer_by_duration(
 
 
 def run_system(
-    transcribe: Callable[[list[np.ndarray]], list[str]],
+    transcribe: Callable[[list[np.ndarray]], list[str] | list[Transcript]],
     utterances: Sequence[Utterance],
     batch_size: int,
     description: str = "transcribing",
@@ -491,6 +492,7 @@ def run_system(
 ) -> tuple[list[Hypothesis], float]:
     """Run a transcriber over manifest utterances, shortest first in batches; returns hypotheses and wall seconds.
 
+    `transcribe` gives a text or a Transcript per clip; a Transcript's words (timings, confidences) are scored too.
     The clock covers loading audio and running the system, not loading the model. A file that cannot be
     read, or is longer than `max_seconds`, becomes a Hypothesis with an error and the rest go on.
     """
@@ -513,18 +515,26 @@ def run_system(
                     record.error = str(error)
                 hypotheses[index] = record
             if loaded:
-                for (record, _), text in zip(loaded, transcribe([waveform for _, waveform in loaded])):
-                    record.hypothesis = text
+                for (record, _), output in zip(loaded, transcribe([waveform for _, waveform in loaded])):
+                    if isinstance(output, Transcript):
+                        record.hypothesis = output.text
+                        record.words = [word for segment in output.segments for word in segment.words] or None
+                    else:
+                        record.hypothesis = output
             progress.advance(task, len(order[first : first + batch_size]))
     wall_seconds = time.perf_counter() - start
     return [hypotheses[i] for i in range(len(utterances))], wall_seconds
 
 
 def evaluate_model(model: Any, utterances: Sequence[Utterance], batch_size: int = 8, name: str = "") -> EvaluationResult:
-    """Score a GraftModel on manifest utterances; clips past its encoder window are reported as skipped."""
-    hypotheses, wall_seconds = run_system(
-        model.transcribe, utterances, batch_size, max_seconds=model.encoder.max_seconds
-    )
+    """Score a GraftModel on manifest utterances of any length, through the Transcriber as users run it (voice
+    activity gating, windows, decoding guards), with word timings wherever the model has a word aligner."""
+    # Imported here: the Transcriber itself uses this module's loop finder.
+    from audiograft.transcription import Transcriber, TranscriptionOptions
+
+    transcriber = Transcriber(model, options=TranscriptionOptions(batch_size=batch_size))
+    transcribe = partial(transcriber.transcribe_batch, word_timestamps=transcriber.has_word_aligner)
+    hypotheses, wall_seconds = run_system(transcribe, utterances, batch_size)
     return score(hypotheses, wall_seconds=wall_seconds, model=name, device=str(model.device), batch_size=batch_size)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
     AutoTokenizer,
+    BitsAndBytesConfig,
     PreTrainedModel,
 )
 
@@ -34,20 +36,44 @@ def is_vision_language(config: Any) -> bool:
     return getattr(config, "vision_config", None) is not None
 
 
-def load_llm(name_or_path: str, dtype: torch.dtype = torch.float32) -> LanguageModel:
-    """Load a causal LM (or a VLM such as Qwen2-VL) with its tokenizer, frozen and in eval mode."""
+def load_llm(
+    name_or_path: str, dtype: torch.dtype = torch.float32, quantize_4bit_on: str | torch.device | None = None
+) -> LanguageModel:
+    """Load a causal LM (or a VLM such as Qwen2-VL) with its tokenizer, frozen and in eval mode.
+
+    `quantize_4bit_on` names a device to load the LLM onto with its linear layers in 4-bit NF4
+    (bitsandbytes), as QLoRA trains; the weights are quantized as they load, never held in full.
+    """
     config = AutoConfig.from_pretrained(name_or_path)
+    loading: dict[str, Any] = {"dtype": dtype}
+    if quantize_4bit_on is not None:
+        loading["quantization_config"] = nf4_quantization(dtype)
+        loading["device_map"] = {"": str(quantize_4bit_on)}
     processor = None
     if is_vision_language(config):
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **loading)
         processor = AutoProcessor.from_pretrained(name_or_path)
         tokenizer = processor.tokenizer
     else:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **loading)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     model.eval().requires_grad_(False)
     logger.info("loaded %s from %s", type(model).__name__, name_or_path)
     return LanguageModel(model, tokenizer, processor)
+
+
+def nf4_quantization(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
+    """QLoRA's quantization: NF4 weights, double-quantized constants, matmuls in `compute_dtype`."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError("QLoRA needs bitsandbytes: `pip install bitsandbytes`, or set qlora: false to train plain LoRA")
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        # Vision towers stay in full precision: they are frozen and small, and LoRA never touches them.
+        llm_int8_skip_modules=["lm_head", *VISION_MODULE_MARKERS],
+    )
 
 
 def lora_target_modules(model: nn.Module, names: list[str]) -> list[str]:

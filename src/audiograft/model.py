@@ -55,19 +55,29 @@ class GraftModel(nn.Module):
         # Vision-language models find their image positions and M-RoPE indices from input_ids,
         # so they get the ids alongside the embeddings; plain causal LMs accept only one of the two.
         self._llm_takes_ids_with_embeds = is_vision_language(self.llm.config)
+        # Where a saved graft was loaded from: companions trained for it (word aligner, confidence calibrator) live there.
+        self.directory: Path | None = None
 
     @classmethod
-    def from_config(cls, config: GraftConfig, device: str = "cpu", dtype: torch.dtype | None = None) -> GraftModel:
-        """A graft with a freshly initialised projector on top of the named base models."""
+    def from_config(
+        cls, config: GraftConfig, device: str = "cpu", dtype: torch.dtype | None = None, llm_in_4bit: bool = False
+    ) -> GraftModel:
+        """A graft with a freshly initialised projector on top of the named base models.
+
+        `llm_in_4bit` loads the LLM's linear layers in NF4 (bitsandbytes) for QLoRA training.
+        """
         dtype = dtype or default_dtype(device)
         encoder = load_encoder(resolve_base(config.encoder), config.encoder_context, dtype)
-        model = cls(config, encoder, load_llm(resolve_base(config.llm), dtype))
+        llm = load_llm(resolve_base(config.llm), dtype, quantize_4bit_on=device if llm_in_4bit else None)
+        model = cls(config, encoder, llm)
         if config.lora is not None:
             model.add_lora(config.lora)
         return model.to(device)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> GraftModel:
+    def from_pretrained(
+        cls, directory: str | Path, device: str = "cpu", dtype: torch.dtype | None = None, llm_in_4bit: bool = False
+    ) -> GraftModel:
         """Rebuild a saved graft: base models by name, then the trained projector and LoRA weights.
 
         `directory` is a saved graft, or "default" for the built-in default model.
@@ -78,20 +88,30 @@ class GraftModel(nn.Module):
         config.llm = _resolve_relative(config.llm, directory)
         lora = config.lora
         config.lora = None
-        model = cls.from_config(config, device, dtype)
+        model = cls.from_config(config, device, dtype, llm_in_4bit)
         model.projector.load_state_dict(load_file(directory / PROJECTOR_WEIGHTS, device=str(device)))
         if lora is not None:
             model.llm = PeftModel.from_pretrained(model.llm, directory / LORA_DIR)
             model.config.lora = lora
+        model.directory = directory
         return model.eval()
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write only what was trained: projector (and LoRA) safetensors plus the config naming the bases."""
+    def save_pretrained(self, directory: str | Path, trained: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write only what was trained: projector (and LoRA) safetensors plus the config naming the bases.
+
+        `trained` holds full (gathered) tensors of the trained parameters under their graft names, for
+        callers whose own parameters are sharded (FSDP training).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, directory / PROJECTOR_WEIGHTS)
+        if trained is None:
+            projector, lora = self.projector.state_dict(), None
+        else:
+            projector = {k.removeprefix("projector."): v for k, v in trained.items() if k.startswith("projector.")}
+            lora = {k.removeprefix("llm."): v for k, v in trained.items() if k.startswith("llm.")}
+        save_file({k: v.contiguous() for k, v in projector.items()}, directory / PROJECTOR_WEIGHTS)
         if isinstance(self.llm, PeftModel):
-            self.llm.save_pretrained(directory / LORA_DIR)
+            self.llm.save_pretrained(directory / LORA_DIR, state_dict=lora)
         self.config.save(directory)
         return directory
 
@@ -125,14 +145,30 @@ class GraftModel(nn.Module):
         return directory
 
     @property
+    def _no_split_modules(self) -> list[str]:
+        """The layer classes FSDP shards one by one (accelerate's transformer auto-wrap reads this name)."""
+        present = {type(module).__name__ for module in self.modules()}
+        declared = set(getattr(self.llm, "_no_split_modules", None) or []) | set(self.encoder.model._no_split_modules or [])
+        return sorted(declared & present)
+
+    @property
     def device(self) -> torch.device:
         return self.projector.parameters().__next__().device
 
-    def embed_audio(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected audio tokens (clips, tokens, d_llm) and the number that belong to each clip."""
+    def encode_audio(
+        self, input_features: torch.Tensor, feature_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder frames (clips, frames, d_encoder) and the number that belong to each clip.
+
+        `generate` takes them back as `encoded_audio`, so a caller that needs the frames too (word alignment)
+        runs the encoder once.
+        """
         encoder_trainable = any(p.requires_grad for p in self.encoder.parameters())
         with torch.set_grad_enabled(encoder_trainable and torch.is_grad_enabled()):
-            frames, frame_lengths = self.encoder(input_features.to(self.device), feature_lengths.to(self.device))
+            return self.encoder(input_features.to(self.device), feature_lengths.to(self.device))
+
+    def embed_audio(self, frames: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected audio tokens (clips, tokens, d_llm) and the number that belong to each clip."""
         return self.projector(frames.to(self.projector_dtype), frame_lengths)
 
     @property
@@ -140,7 +176,9 @@ class GraftModel(nn.Module):
         return next(self.projector.parameters()).dtype
 
     def audio_token_counts(self, feature_lengths: torch.Tensor) -> list[int]:
-        frame_lengths = self.encoder.output_lengths(feature_lengths)
+        return self._token_counts(self.encoder.output_lengths(feature_lengths))
+
+    def _token_counts(self, frame_lengths: torch.Tensor) -> list[int]:
         if self.config.projector == "linear":
             return frame_lengths.tolist()
         return (-(-frame_lengths // self.config.downsample)).tolist()
@@ -173,9 +211,25 @@ class GraftModel(nn.Module):
         batch = self.prompter.collate(prompts, padding_side="left" if answers is None else "right")
         return {**batch, "input_features": features, "feature_lengths": feature_lengths}
 
-    def _merge_audio(self, input_ids, audio_mask, input_features, feature_lengths) -> torch.Tensor:
+    def prepare_encoded(
+        self, encoded: list[tuple[torch.Tensor, int]], instruction: str | None, answers: list[str]
+    ) -> dict[str, Any]:
+        """A training batch from already-encoded clips: (encoder frames, log-mel length) each, one clip an example."""
+        frames = [clip_frames for clip_frames, _ in encoded]
+        frame_lengths = torch.tensor([f.shape[0] for f in frames])
+        counts = self._token_counts(frame_lengths)
+        prompts = [
+            self.prompter.encode([count], instruction or self.config.instruction, answer=answer)
+            for count, answer in zip(counts, answers)
+        ]
+        batch = self.prompter.collate(prompts, padding_side="right")
+        padded = nn.utils.rnn.pad_sequence(frames, batch_first=True)
+        feature_lengths = torch.tensor([length for _, length in encoded])
+        return {**batch, "encoded_audio": (padded, frame_lengths), "feature_lengths": feature_lengths}
+
+    def _merge_audio(self, input_ids, audio_mask, encoded_audio: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         inputs_embeds = self.llm.get_input_embeddings()(input_ids)
-        tokens, token_lengths = self.embed_audio(input_features, feature_lengths)
+        tokens, token_lengths = self.embed_audio(*encoded_audio)
         valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < token_lengths[:, None]
         audio_tokens = tokens[valid]
         if int(audio_mask.sum()) != audio_tokens.shape[0]:
@@ -190,15 +244,22 @@ class GraftModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         audio_mask: torch.Tensor,
-        input_features: torch.Tensor,
-        feature_lengths: torch.Tensor,
+        input_features: torch.Tensor | None = None,
+        feature_lengths: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        encoded_audio: tuple[torch.Tensor, torch.Tensor] | None = None,
         **llm_kwargs: Any,
     ):
-        """The LLM's own forward on the merged embeddings; with labels, its loss over the answers."""
+        """The LLM's own forward on the merged embeddings; with labels, its loss over the answers.
+
+        `encoded_audio` (encoder frames and their lengths, e.g. from the encoder cache) replaces the features.
+        """
         device = self.device
         input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
-        inputs_embeds = self._merge_audio(input_ids, audio_mask, input_features, feature_lengths)
+        if encoded_audio is None:
+            encoded_audio = self.encode_audio(input_features, feature_lengths)
+        encoded_audio = tuple(t.to(device) for t in encoded_audio)
+        inputs_embeds = self._merge_audio(input_ids, audio_mask, encoded_audio)
         if self._llm_takes_ids_with_embeds:
             llm_kwargs["input_ids"] = input_ids
         if labels is not None:
@@ -211,14 +272,21 @@ class GraftModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         audio_mask: torch.Tensor,
-        input_features: torch.Tensor,
-        feature_lengths: torch.Tensor,
+        input_features: torch.Tensor | None = None,
+        feature_lengths: torch.Tensor | None = None,
+        encoded_audio: tuple[torch.Tensor, torch.Tensor] | None = None,
         **generate_kwargs: Any,
-    ) -> torch.Tensor:
-        """The LLM's own `generate` from the merged embeddings; returns only the new tokens."""
+    ) -> Any:
+        """The LLM's own `generate` from the merged embeddings; returns only the new tokens.
+
+        `encoded_audio` (from `encode_audio`) replaces the features when the frames are already computed. With
+        `return_dict_in_generate=True` the LLM's output object comes back, its `sequences` cut to the new tokens.
+        """
         device = self.device
         input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
-        inputs_embeds = self._merge_audio(input_ids, audio_mask, input_features, feature_lengths)
+        if encoded_audio is None:
+            encoded_audio = self.encode_audio(input_features, feature_lengths)
+        inputs_embeds = self._merge_audio(input_ids, audio_mask, encoded_audio)
         generate_kwargs.setdefault("eos_token_id", self.prompter.stop_token_ids)
         generate_kwargs.setdefault("pad_token_id", self.prompter.pad_id)
         generate_kwargs.setdefault("do_sample", False)
@@ -230,17 +298,24 @@ class GraftModel(nn.Module):
             attention_mask=attention_mask,
             **_to_device(generate_kwargs, device),
         )
-        return output[:, input_ids.shape[1] :]
+        if isinstance(output, torch.Tensor):
+            return output[:, input_ids.shape[1] :]
+        output.sequences = output.sequences[:, input_ids.shape[1] :]
+        return output
 
     def transcribe(self, audios: list[Audio], instruction: str | None = None, max_new_tokens: int | None = None) -> list[str]:
         """Greedy answers for a batch of clips (the plain path; `Transcriber` adds long-form and timestamps)."""
         batch = self.prepare(audios, instruction)
         if max_new_tokens is None:
-            # Speech runs at about 3 tokens per second: a generous bound stops runaway loops early.
-            seconds = float(batch["feature_lengths"].max()) / 100
-            max_new_tokens = int(16 + 8 * seconds)
+            max_new_tokens = answer_token_budget(float(batch["feature_lengths"].max()) / 100)
         tokens = self.generate(**batch, max_new_tokens=max_new_tokens)
         return [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+
+def answer_token_budget(seconds: float, tokens_per_second: float = 8.0, slack: int = 16) -> int:
+    """Most new tokens worth generating for `seconds` of audio. Speech runs at about 3 tokens per second,
+    so this generous bound only stops runaway loops."""
+    return int(slack + tokens_per_second * seconds)
 
 
 def _resolve_relative(name_or_path: str, directory: Path) -> str:

@@ -40,6 +40,37 @@ def user_text(instruction: str, n_clips: int) -> str:
     return f"{clips}\n{instruction}"
 
 
+def conversation_messages(conversation: list[dict], system_prompt: str | None = None) -> tuple[list[dict], list[Any]]:
+    """Plain-text chat messages with an audio marker per clip, and the clips in prompt order.
+
+    Each message's content is a string or a list of parts, {"type": "audio", "audio": ...} or
+    {"type": "text", "text": ...}. Clips are numbered across the whole conversation, as Qwen-Audio-Chat
+    does ("Audio 1: ...", then "Audio 2: ..." in a later turn), so a question can name any earlier clip.
+    `system_prompt` opens a conversation that brings no system message of its own.
+    """
+    messages, clips = [], []
+    for index, message in enumerate(conversation):
+        if message.get("role") not in ("system", "user", "assistant"):
+            raise ValueError(f"message {index}: role must be system, user or assistant, got {message.get('role')!r}")
+        content = message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        lines = []
+        for part in parts or []:
+            if part.get("type") == "audio":
+                clips.append(part["audio"])
+                lines.append(f"Audio {len(clips)}: {AUDIO_MARKER}")
+            elif part.get("type") == "text":
+                lines.append(part["text"])
+            else:
+                raise ValueError(f"message {index}: a content part is audio or text, got {part.get('type')!r}")
+        messages.append({"role": message["role"], "content": "\n".join(lines)})
+    if not messages or messages[-1]["role"] != "user":
+        raise ValueError("a conversation ends with a user message, which the model answers")
+    if system_prompt and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages, clips
+
+
 class Prompter:
     """Turns (audio token counts, instruction, optional answer, optional images) into model inputs."""
 
@@ -65,6 +96,16 @@ class Prompter:
         images: list[Any] | None = None,
     ) -> EncodedPrompt:
         messages = self._messages(user_text(instruction, len(audio_token_counts)), images)
+        return self.encode_messages(messages, audio_token_counts, answer, images)
+
+    def encode_messages(
+        self,
+        messages: list[dict],
+        audio_token_counts: list[int],
+        answer: str | None = None,
+        images: list[Any] | None = None,
+    ) -> EncodedPrompt:
+        """Any chat (several turns, several clips) whose text holds one AUDIO_MARKER per clip, in clip order."""
         prompt_text = self._render(messages, add_generation_prompt=True)
         pieces = prompt_text.split(AUDIO_MARKER)
         if len(pieces) != len(audio_token_counts) + 1:

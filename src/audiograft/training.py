@@ -19,14 +19,17 @@ from typing import Any
 
 import torch
 import yaml
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
+from peft import PeftModel, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
+from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.utils.data import DataLoader
 from transformers import get_cosine_schedule_with_warmup
 
 from audiograft.augment import Augmentation
 from audiograft.config import GraftConfig, LoraSettings
 from audiograft.data import LengthBucketSampler, SpecAugment, SpeechCollator, SpeechDataset, read_manifest
+from audiograft.encoder_cache import EncoderCache
 from audiograft.model import GraftModel
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class TrainConfig:
     init_from: str | None = None  # ... or a saved graft to continue from (stage 2 starts from stage 1)
     stage: int = 1
     lora: LoraSettings = field(default_factory=LoraSettings)
+    qlora: bool = False  # stage 2 on a 4-bit NF4 LLM (bitsandbytes), as the QLoRA recipe trains
     instruction: str | None = None
     batch_size: int = 16
     max_batch_seconds: float | None = None
@@ -57,6 +61,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     augment: bool = False
     spec_augment: bool = False
+    encoder_cache: str | None = None  # directory for the frozen encoder's output (stage 1, no augmentation)
     num_workers: int = 0
     log_every: int = 10
     eval_every: int = 0
@@ -70,6 +75,10 @@ class TrainConfig:
             self.lora = LoraSettings(**self.lora)
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
+        if self.encoder_cache and (self.stage != 1 or self.augment or self.spec_augment):
+            raise ValueError("encoder_cache needs stage 1 without augment and spec_augment: the frames must not change")
+        if self.qlora and self.stage != 2:
+            raise ValueError("qlora applies to stage 2 (LoRA); stage 1 trains only the projector")
         if (self.model is None) == (self.init_from is None):
             raise ValueError("give exactly one of 'model' (a new graft) and 'init_from' (a saved one)")
 
@@ -89,10 +98,14 @@ class TrainingDiverged(RuntimeError):
 
 def build_model(config: TrainConfig, accelerator: Accelerator) -> GraftModel:
     dtype = torch.bfloat16 if accelerator.device.type == "cuda" else torch.float32
+    device = str(accelerator.device)
     if config.init_from is not None:
-        model = GraftModel.from_pretrained(config.init_from, device=str(accelerator.device), dtype=dtype)
+        model = GraftModel.from_pretrained(config.init_from, device=device, dtype=dtype, llm_in_4bit=config.qlora)
     else:
-        model = GraftModel.from_config(GraftConfig(**config.model), device=str(accelerator.device), dtype=dtype)
+        model = GraftModel.from_config(GraftConfig(**config.model), device=device, dtype=dtype, llm_in_4bit=config.qlora)
+    if config.qlora and not isinstance(model.llm, PeftModel):
+        # Norms and embeddings to fp32 around the 4-bit layers: the stability half of the QLoRA recipe.
+        model.llm = prepare_model_for_kbit_training(model.llm, use_gradient_checkpointing=False)
     if config.stage == 2 and model.config.lora is None:
         model.add_lora(config.lora)
     # Frozen bases stay in their storage dtype; what trains is kept in fp32 for the optimizer.
@@ -108,7 +121,18 @@ def build_model(config: TrainConfig, accelerator: Accelerator) -> GraftModel:
 
 
 def trainable_state(model: GraftModel) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    """Full copies of what trains; under FSDP every process must call it (it gathers the shards)."""
+    return {name: _full(p.detach()).cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def _shard_like(full: torch.Tensor, parameter: torch.Tensor) -> torch.Tensor:
+    if isinstance(parameter, DTensor):
+        return distribute_tensor(full.to(parameter.device), parameter.device_mesh, parameter.placements)
+    return full
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -122,11 +146,18 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     model = build_model(config, accelerator)
 
     utterances = read_manifest(config.train_manifest)
+    cache = None
+    if config.encoder_cache:
+        cache = EncoderCache(config.encoder_cache, model.encoder, model.config.encoder)
+        if accelerator.is_main_process:
+            logger.info("encoded %d clips into %s", cache.fill(utterances, config.batch_size), cache.directory)
+        accelerator.wait_for_everyone()
     dataset = SpeechDataset(
         utterances,
-        augment=Augmentation() if config.augment else None,
+        augment=Augmentation(max_seconds=model.encoder.max_seconds) if config.augment else None,
         seed=config.seed,
         max_seconds=model.encoder.max_seconds,
+        encoder_cache=cache,
     )
     sampler = LengthBucketSampler(
         dataset.durations, config.batch_size, config.max_batch_seconds, seed=config.seed
@@ -139,6 +170,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     model, optimizer, scheduler, loader = accelerator.prepare(model, optimizer, scheduler, loader)
     graft = accelerator.unwrap_model(model)
+    # FSDP replaces the parameters with sharded ones; clip the ones the optimizer now holds.
+    parameters = [p for p in model.parameters() if p.requires_grad]
 
     progress = {"step": 0, "epoch": 0, "batches_done": 0}
     saved_rng = None
@@ -153,6 +186,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     log = RunLog(output_dir, enabled=accelerator.is_main_process)
+    evaluating = bool(config.eval_every and config.dev_manifest)
+    if evaluating and accelerator.distributed_type == DistributedType.FSDP:
+        # Decoding outside the wrapped forward would meet sharded parameters; score saved checkpoints instead.
+        logger.warning("no periodic dev WER under FSDP: run `audiograft eval` on the checkpoints")
+        evaluating = False
 
     model.train()
     graft.encoder.eval()  # frozen: no dropout, no batch statistics
@@ -193,14 +231,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             if step % config.log_every == 0 or step == config.max_steps:
                 log.write(step, epoch=progress["epoch"], loss=loss.item(), lr=scheduler.get_last_lr()[0],
                           grad_norm=float(grad_norm), **window.rates(accelerator.num_processes))
-            if config.eval_every and step % config.eval_every == 0 and config.dev_manifest:
+            if evaluating and step % config.eval_every == 0:
                 log.write(step, dev_wer=dev_wer(graft, config))
                 model.train()
                 graft.encoder.eval()
             if step % config.save_every == 0 and step < config.max_steps:
-                accelerator.wait_for_everyone()
-                if accelerator.is_main_process:
-                    save_checkpoint(output_dir, graft, optimizer, scheduler, progress, config.keep_last)
+                save_checkpoint(output_dir, accelerator, graft, optimizer, scheduler, progress, config.keep_last)
             if step >= config.max_steps:
                 break
         else:
@@ -209,8 +245,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
     accelerator.wait_for_everyone()
     final = output_dir / "final"
+    trained = trainable_state(graft)
     if accelerator.is_main_process:
-        graft.save_pretrained(final)
+        graft.save_pretrained(final, trained)
     log.close()
     return final
 
@@ -283,15 +320,24 @@ def read_log(run_dir: str | Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def save_checkpoint(output_dir: Path, model: GraftModel, optimizer, scheduler, progress: dict, keep_last: int) -> Path:
-    """Write checkpoint-STEP atomically (a temporary directory, then one rename) and prune old ones."""
+def save_checkpoint(
+    output_dir: Path, accelerator: Accelerator, model: GraftModel, optimizer, scheduler, progress: dict, keep_last: int
+) -> Path:
+    """Write checkpoint-STEP atomically (a temporary directory, then one rename) and prune old ones.
+
+    Every process calls it (sharded state is gathered collectively); the main process writes.
+    """
     final = output_dir / f"{CHECKPOINT_PREFIX}{progress['step']:08d}"
+    trained = trainable_state(model)
+    optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer.state_dict())
+    if not accelerator.is_main_process:
+        accelerator.wait_for_everyone()
+        return final
     temporary = output_dir / f".{final.name}.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    model.save_pretrained(temporary / "graft")
-    save_file(trainable_state(model), temporary / "trainable.safetensors")
-    optimizer_tensors, optimizer_meta = _flatten_optimizer(optimizer.state_dict())
+    model.save_pretrained(temporary / "graft", trained)
+    save_file(trained, temporary / "trainable.safetensors")
     save_file(optimizer_tensors, temporary / "optimizer.safetensors")
     save_file({"torch": torch.get_rng_state(), **_cuda_rng_states()}, temporary / "rng.safetensors")
     meta = {"progress": progress, "optimizer": optimizer_meta, "scheduler": scheduler.state_dict()}
@@ -300,6 +346,7 @@ def save_checkpoint(output_dir: Path, model: GraftModel, optimizer, scheduler, p
     for old in sorted(output_dir.glob(f"{CHECKPOINT_PREFIX}*"))[:-keep_last]:
         shutil.rmtree(old)
     logger.info("saved %s", final)
+    accelerator.wait_for_everyone()
     return final
 
 
@@ -310,8 +357,14 @@ def load_checkpoint(path: Path, model: GraftModel, optimizer, scheduler) -> tupl
     parameters = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in trainable.items():
-            parameters[name].copy_(value)
-    optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta["optimizer"]))
+            parameters[name].copy_(_shard_like(value, parameters[name]))
+    state = _unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta["optimizer"])
+    optimized = [p for group in optimizer.param_groups for p in group["params"]]
+    for param_id, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor) and value.shape == optimized[param_id].shape:
+                values[key] = _shard_like(value, optimized[param_id])
+    optimizer.load_state_dict(state)
     scheduler.load_state_dict(meta["scheduler"])
     return meta["progress"], load_file(path / "rng.safetensors")
 
@@ -337,7 +390,7 @@ def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]
     for param_id, values in state_dict["state"].items():
         for key, value in values.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{param_id}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{param_id}.{key}"] = _full(value.detach()).cpu().contiguous()
             else:
                 scalars[f"{param_id}.{key}"] = value
     return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
