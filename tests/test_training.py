@@ -14,7 +14,15 @@ from safetensors.torch import load_file
 
 from audiograft.config import LoraSettings
 from audiograft.data import Utterance, write_manifest
-from audiograft.training import TrainConfig, TrainingDiverged, build_model, plot_run, read_log, train
+from audiograft.training import (
+    TrainConfig,
+    TrainingDiverged,
+    build_model,
+    make_accelerator,
+    plot_run,
+    read_log,
+    train,
+)
 from conftest import make_clips
 
 WORDS = ["the fox", "hello world", "lazy dog", "transcribe the audio", "quick brown fox", "world"]
@@ -49,9 +57,7 @@ def config_for(base_models, manifest, output_dir, **overrides):
 
 
 def test_stage_parameters_that_train(base_models, manifest, tmp_path):
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(mixed_precision="no")
+    accelerator = make_accelerator(config_for(base_models, manifest, tmp_path))
     stage1 = build_model(config_for(base_models, manifest, tmp_path), accelerator)
     trainable = {n for n, p in stage1.named_parameters() if p.requires_grad}
     assert trainable == {n for n, _ in stage1.projector.named_parameters(prefix="projector")}
@@ -80,9 +86,7 @@ def test_qlora_stage2_trains_lora_over_a_4bit_llm(base_models, manifest, tmp_pat
     llm = save_causal_lm(tmp_path / "llama64", "llama", hidden_size=64, intermediate_size=128)
     config = config_for(base_models, manifest, tmp_path / "run", stage=2, qlora=True, max_steps=6,
                         lora=LoraSettings(r=4, alpha=8), model={"encoder": str(base_models["whisper"]), "llm": str(llm)})
-    from accelerate import Accelerator
-
-    model = build_model(config, Accelerator(mixed_precision="no"))
+    model = build_model(config, make_accelerator(config))
     quantized = [n for n, m in model.llm.named_modules() if isinstance(m, bitsandbytes.nn.Linear4bit)]
     assert len(quantized) == 2 * 7
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

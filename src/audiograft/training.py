@@ -96,6 +96,14 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient stopped being finite."""
 
 
+def make_accelerator(config: TrainConfig) -> Accelerator:
+    """bf16 autocast on GPU, fp32 on CPU. accelerate keeps one state per process, so every caller asks here."""
+    return Accelerator(
+        gradient_accumulation_steps=config.grad_accum,
+        mixed_precision="bf16" if torch.cuda.is_available() else "no",
+    )
+
+
 def build_model(config: TrainConfig, accelerator: Accelerator) -> GraftModel:
     dtype = torch.bfloat16 if accelerator.device.type == "cuda" else torch.float32
     device = str(accelerator.device)
@@ -137,10 +145,7 @@ def _shard_like(full: torch.Tensor, parameter: torch.Tensor) -> torch.Tensor:
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) one training stage; returns the directory of the final saved graft."""
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.grad_accum,
-        mixed_precision="bf16" if torch.cuda.is_available() else "no",
-    )
+    accelerator = make_accelerator(config)
     output_dir = Path(config.output_dir)
     torch.manual_seed(config.seed)
     model = build_model(config, accelerator)
