@@ -143,11 +143,16 @@ def test_word_confidences_come_from_token_probabilities(transcriber, monkeypatch
     assert len({w.confidence for w in words}) > 1
 
 
-def test_without_the_alignment_module_words_come_from_the_text_and_carry_no_confidence(transcriber, monkeypatch):
-    monkeypatch.setattr(transcriber, "_words_from_tokens", None)
-    force_answers(monkeypatch, transcriber.model, lambda _: "the quick fox")
-    words = transcriber.transcribe(SPEECH[: 2 * SAMPLE_RATE]).segments[0].words
-    assert words == [Word("the"), Word("quick"), Word("fox")]
+def test_a_calibrator_saved_with_the_model_calibrates_the_confidences(graft, tmp_path, monkeypatch):
+    from audiograft.alignment import ConfidenceCalibrator
+
+    directory = graft.save_pretrained(tmp_path / "graft")
+    ConfidenceCalibrator(slope=0.0, intercept=0.0).save(directory)  # every word: sigmoid(0) = 0.5
+    monkeypatch.setattr(graft, "directory", directory)
+    calibrated = Transcriber(graft, options=TranscriptionOptions(temperatures=(0.0,)))
+    force_answers(monkeypatch, graft, lambda _: "the quick fox")
+    words = calibrated.transcribe(SPEECH[: 2 * SAMPLE_RATE]).segments[0].words
+    assert [w.confidence for w in words] == pytest.approx([0.5, 0.5, 0.5])
 
 
 class FakeAligner:

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from audiograft.alignment import ConfidenceCalibrator, WordAligner, words_from_tokens
 from audiograft.audio import SAMPLE_RATE, AudioError, load_audio
 from audiograft.evaluation import LOOP_MAX_NGRAM, LOOP_MIN_REPEATS, find_loop
 from audiograft.model import GraftModel, answer_token_budget
@@ -66,16 +67,15 @@ class TranscriptionOptions:
 
 @dataclass
 class _Answer:
-    """One window's generated words, with the raw confidence of each where the alignment module gives one."""
+    """One window's generated words, with the raw confidence of each (from its token probabilities)."""
 
     words: list[str]
-    raw_confidences: list[float] | None
+    raw_confidences: list[float]
     failed: bool  # it loops, or ran to its token bound
 
     def cut_after_loop(self, options: TranscriptionOptions) -> _Answer:
         end = find_loop(self.words, options.loop_max_ngram, options.loop_min_repeats) or len(self.words)
-        confidences = self.raw_confidences[:end] if self.raw_confidences is not None else None
-        return _Answer(self.words[:end], confidences, self.failed)
+        return _Answer(self.words[:end], self.raw_confidences[:end], self.failed)
 
 
 @dataclass
@@ -145,7 +145,11 @@ class Transcriber:
         self.model = model if isinstance(model, GraftModel) else GraftModel.from_pretrained(model, device=device)
         self.options = options or TranscriptionOptions()
         self._speech = SpeechDetector()
-        self._words_from_tokens, self._calibrator, self._aligner = _alignment_parts(self.model.directory)
+        # The model's trained companions, where it was saved with them: raw confidences stay uncalibrated without
+        # a calibrator, and word timestamps need the aligner.
+        directory = self.model.directory
+        self._calibrator = ConfidenceCalibrator.load(directory) if directory is not None else None
+        self._aligner = WordAligner.from_pretrained(directory) if directory is not None else None
 
     @property
     def has_word_aligner(self) -> bool:
@@ -312,37 +316,19 @@ class Transcriber:
         return answers
 
     def _answer(self, tokens: list[int], logprobs: list[float], ran_on: bool, options: TranscriptionOptions) -> _Answer:
-        if self._words_from_tokens is None:
-            words, confidences = self.model.tokenizer.decode(tokens, skip_special_tokens=True).split(), None
-        else:
-            scored = self._words_from_tokens(self.model.tokenizer, tokens, logprobs)
-            words, confidences = [word for word, _ in scored], [confidence for _, confidence in scored]
+        scored = words_from_tokens(self.model.tokenizer, tokens, logprobs)
+        words, confidences = [word for word, _ in scored], [confidence for _, confidence in scored]
         looped = find_loop(words, options.loop_max_ngram, options.loop_min_repeats) is not None
         return _Answer(words, confidences, failed=ran_on or looped)
 
     def _words(self, answer: _Answer, frames: torch.Tensor, options: TranscriptionOptions) -> list[Word]:
-        confidences: list[float | None] = [None] * len(answer.words)
-        if answer.raw_confidences is not None:
-            calibrate = self._calibrator or float
-            confidences = [calibrate(raw) for raw in answer.raw_confidences]
+        calibrate = self._calibrator or float
+        confidences = [calibrate(raw) for raw in answer.raw_confidences]
         times: list[tuple[float | None, float | None]] = [(None, None)] * len(answer.words)
         if options.word_timestamps and answer.words:
             times = self._aligner.align(frames.float().cpu(), answer.words)
         return [Word(word, start, end, confidence)
                 for word, (start, end), confidence in zip(answer.words, times, confidences)]
-
-
-def _alignment_parts(model_directory: Path | None) -> tuple[Callable | None, Callable | None, Any]:
-    """words_from_tokens, the confidence calibrator and the word aligner, where the alignment module and the
-    model's trained companions exist."""
-    try:
-        from audiograft.alignment import ConfidenceCalibrator, WordAligner, words_from_tokens
-    except ImportError:
-        logger.info("audiograft.alignment is not available: no word confidences or timestamps")
-        return None, None, None
-    if model_directory is None:
-        return words_from_tokens, None, None
-    return words_from_tokens, ConfidenceCalibrator.load(model_directory), WordAligner.from_pretrained(model_directory)
 
 
 def _checked(waveform: np.ndarray, name: str) -> np.ndarray:
