@@ -11,7 +11,8 @@ import pytest
 import soundfile
 
 from audiograft import synthesis
-from audiograft.synthesis import Voice, WordTiming, align_words, build_corpus, normalise_sentence
+from audiograft.data import WordTiming
+from audiograft.synthesis import Voice, align_words, build_corpus, normalise_sentence
 
 UTTERANCES = 12
 

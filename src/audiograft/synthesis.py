@@ -39,6 +39,7 @@ import soxr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from audiograft.audio import SAMPLE_RATE
+from audiograft.data import WordTiming
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -66,13 +67,6 @@ class Voice:
     @property
     def id(self) -> str:
         return f"{self.engine}-{self.name}"
-
-
-@dataclass(frozen=True)
-class WordTiming:
-    word: str
-    start: float
-    end: float
 
 
 @dataclass(frozen=True)
