@@ -198,17 +198,8 @@ class GraftModel(nn.Module):
         clips_per_example = [[a] if isinstance(a, np.ndarray) else list(a) for a in audios]
         features, feature_lengths = self.encoder.featurize([clip for clips in clips_per_example for clip in clips])
         counts = iter(self.audio_token_counts(feature_lengths))
-        instruction = instruction or self.config.instruction
-        prompts = [
-            self.prompter.encode(
-                [next(counts) for _ in clips],
-                instruction,
-                answer=None if answers is None else answers[index],
-                images=None if images is None else images[index],
-            )
-            for index, clips in enumerate(clips_per_example)
-        ]
-        batch = self.prompter.collate(prompts, padding_side="left" if answers is None else "right")
+        counts_per_example = [[next(counts) for _ in clips] for clips in clips_per_example]
+        batch = self._prompt_batch(counts_per_example, instruction, answers, images)
         return {**batch, "input_features": features, "feature_lengths": feature_lengths}
 
     def prepare_encoded(
@@ -217,15 +208,30 @@ class GraftModel(nn.Module):
         """A training batch from already-encoded clips: (encoder frames, log-mel length) each, one clip an example."""
         frames = [clip_frames for clip_frames, _ in encoded]
         frame_lengths = torch.tensor([f.shape[0] for f in frames])
-        counts = self._token_counts(frame_lengths)
-        prompts = [
-            self.prompter.encode([count], instruction or self.config.instruction, answer=answer)
-            for count, answer in zip(counts, answers)
-        ]
-        batch = self.prompter.collate(prompts, padding_side="right")
+        batch = self._prompt_batch([[count] for count in self._token_counts(frame_lengths)], instruction, answers)
         padded = nn.utils.rnn.pad_sequence(frames, batch_first=True)
         feature_lengths = torch.tensor([length for _, length in encoded])
         return {**batch, "encoded_audio": (padded, frame_lengths), "feature_lengths": feature_lengths}
+
+    def _prompt_batch(
+        self,
+        counts_per_example: list[list[int]],
+        instruction: str | None,
+        answers: list[str] | None,
+        images: list[list[Any]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Prompts holding each example's audio positions; right-padded with labels when answers are given."""
+        instruction = instruction or self.config.instruction
+        prompts = [
+            self.prompter.encode(
+                counts,
+                instruction,
+                answer=None if answers is None else answers[index],
+                images=None if images is None else images[index],
+            )
+            for index, counts in enumerate(counts_per_example)
+        ]
+        return self.prompter.collate(prompts, padding_side="left" if answers is None else "right")
 
     def _merge_audio(self, input_ids, audio_mask, encoded_audio: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         inputs_embeds = self.llm.get_input_embeddings()(input_ids)
