@@ -7,11 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
-    PreTrainedTokenizerFast,
     ProcessorMixin,
     Qwen2AudioConfig,
     Qwen2AudioForConditionalGeneration,
@@ -24,54 +22,9 @@ from transformers import (
     WhisperForConditionalGeneration,
 )
 
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
-    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<|AUDIO|>",
-]
-CORPUS = [
-    "transcribe the audio please",
-    "the quick brown fox jumps over the lazy dog",
-    "system user assistant hello world",
-    "describe the image and the sound",
-] * 20
+from audiograft.architectures import CHATML, chatml_tokenizer
 
-
-def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(CORPUS, trainer)
-    # The pad token is the EOS token on purpose: the known way such a graft never learns to stop.
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        chat_template=CHATML,
-        extra_special_tokens={"image_token": "<|image_pad|>"},
-    )
-
-
-TOKENIZER = build_tokenizer()
+TOKENIZER = chatml_tokenizer()
 VOCAB = len(TOKENIZER)
 ENCODER_KW = dict(
     num_mel_bins=80,

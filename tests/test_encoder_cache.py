@@ -46,14 +46,17 @@ def test_dataset_reports_an_uncached_clip_and_refuses_augmentation(graft, tmp_pa
         SpeechDataset([Utterance(path, "hi", 0.1)], augment=lambda w, rng: w, encoder_cache=cache)
 
 
-def test_training_from_the_cache_matches_training_from_audio(base_models, manifest, tmp_path):  # noqa: F811
-    plain = config_for(base_models, manifest, tmp_path / "plain", max_steps=6)
-    cached = config_for(base_models, manifest, tmp_path / "cached", max_steps=6, encoder_cache=str(tmp_path / "cache"))
+@pytest.mark.parametrize("stage", [1, 2])
+def test_training_from_the_cache_matches_training_from_audio(base_models, manifest, tmp_path, stage):  # noqa: F811
+    # The encoder is frozen in both stages, so stage 2 (LoRA) can train from cached frames as well.
+    plain = config_for(base_models, manifest, tmp_path / "plain", max_steps=6, stage=stage)
+    cached = config_for(base_models, manifest, tmp_path / "cached", max_steps=6, stage=stage,
+                        encoder_cache=str(tmp_path / "cache"))
     train(plain)
     train(cached)
     plain_losses = [r["loss"] for r in read_log(tmp_path / "plain") if "loss" in r]
     cached_losses = [r["loss"] for r in read_log(tmp_path / "cached") if "loss" in r]
     assert cached_losses == pytest.approx(plain_losses, rel=1e-4)
     assert any((tmp_path / "cache").rglob("*.safetensors"))
-    with pytest.raises(ValueError, match="encoder_cache needs stage 1 without augment"):
+    with pytest.raises(ValueError, match="encoder_cache needs training without augment"):
         config_for(base_models, manifest, tmp_path, encoder_cache="c", augment=True)

@@ -57,3 +57,17 @@ def test_unknown_encoder_and_missing_directory_are_named(tmp_path):
     (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match="unsupported encoder model_type 'bert'"):
         load_encoder(str(tmp_path / "bert"))
+
+
+@pytest.mark.parametrize("context", ["trim", "full"])
+def test_features_equal_whisper_feature_extractor_on_valid_frames(base_models, context):
+    encoder = load_encoder(str(base_models["whisper"]), context)
+    clips = make_clips([0.73, 2.0, 4.31])
+    features, lengths = encoder.featurize(clips)
+    expected = encoder.feature_extractor(clips, sampling_rate=16000, return_attention_mask=True, return_tensors="pt",
+                                         padding="max_length")
+    assert torch.equal(lengths, expected["attention_mask"].sum(-1))
+    assert features.shape[-1] == (3000 if context == "full" else 434)
+    for row, length in enumerate(lengths.tolist()):
+        torch.testing.assert_close(features[row, :, :length], expected["input_features"][row, :, :length],
+                                   atol=1e-5, rtol=1e-5)

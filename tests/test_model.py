@@ -52,10 +52,12 @@ def test_forward_batch_equals_single(base_models, family):
     model = build(base_models, family)
     clips, answers = make_clips([0.5, 2.4]), ["the fox", "hello world again"]
     batch = model.prepare(clips, answers=answers)
+    del batch["labels"]  # logits at every position
     with torch.no_grad():
         logits = model(**batch).logits
         for index in range(2):
             single = model.prepare([clips[index]], answers=[answers[index]])
+            del single["labels"]
             alone = model(**single).logits[0]
             torch.testing.assert_close(logits[index, : alone.shape[0]], alone, atol=1e-4, rtol=1e-4)
 
@@ -165,11 +167,12 @@ def test_transcribe_returns_text_per_clip(base_models):
 
 
 def test_learns_to_stop_when_pad_token_is_eos(base_models, tmp_path):
-    from conftest import build_tokenizer, save_causal_lm
+    from conftest import save_causal_lm
+    from audiograft.architectures import chatml_tokenizer
     from test_prompting import EOS_ENDED_TEMPLATE
 
     llm_dir = save_causal_lm(tmp_path / "llm", "qwen2")
-    tokenizer = build_tokenizer()
+    tokenizer = chatml_tokenizer()
     tokenizer.chat_template = EOS_ENDED_TEMPLATE
     tokenizer.save_pretrained(llm_dir)
     torch.manual_seed(0)
@@ -210,3 +213,61 @@ def test_from_pretrained_remembers_its_directory(base_models, tmp_path):
     directory = build(base_models, "qwen2").save_pretrained(tmp_path / "graft")
     assert GraftModel.from_pretrained(directory).directory == directory
     assert build(base_models, "qwen2").directory is None
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_answer_only_loss_equals_the_llms_full_logits_loss(base_models, family):
+    model = build(base_models, family, projector="stack", downsample=2)
+    batch = model.prepare(make_clips([0.7, 2.2, 1.3]), answers=["the fox", "hello world again", "dog"])
+    with torch.no_grad():
+        output = model(**batch)
+        embeds = model._merge_audio(batch["input_ids"], batch["audio_mask"], model.encode_audio(
+            batch["input_features"], batch["feature_lengths"]))
+        extra = {"input_ids": batch["input_ids"]} if model._llm_takes_ids_with_embeds else {}
+        reference = model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"],
+                              **extra)
+    labelled_positions = int((batch["labels"][:, 1:] != -100).any(0).sum())
+    assert output.logits.shape[1] == labelled_positions < batch["input_ids"].shape[1] - 1
+    torch.testing.assert_close(output.loss, reference.loss, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_static_cache_decodes_the_same_tokens(base_models, family):
+    model = build(base_models, family)
+    clips = make_clips([0.6, 2.5, 1.1])
+    dynamic = greedy(model, clips, max_new_tokens=7)
+    static = model.generate(**model.prepare(clips), max_new_tokens=7, min_new_tokens=7, static_cache=True)
+    assert torch.equal(dynamic, static)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(**model.prepare(clips), static_cache=True)
+
+
+def test_merged_lora_gives_the_same_answers_and_refuses_adapter_saving(base_models, tmp_path):
+    model = build(base_models, "qwen2")
+    model.add_lora(LoraSettings(r=4, alpha=8, dropout=0.0))
+    with torch.no_grad():
+        for name, parameter in model.llm.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+    saved = model.save_pretrained(tmp_path / "graft")
+    clips = make_clips([0.8, 1.9])
+    adapter = GraftModel.from_pretrained(saved)
+    merged = GraftModel.from_pretrained(saved, merge_lora=True)
+    assert merged.lora_merged and not any("lora_" in name for name, _ in merged.llm.named_parameters())
+    assert torch.equal(greedy(adapter, clips), greedy(merged, clips))
+    with pytest.raises(ValueError, match="merged"):
+        merged.save_pretrained(tmp_path / "again")
+
+
+def test_compiled_static_cache_decoding_gives_the_same_tokens(base_models):
+    # On a GPU transformers compiles the decode step by itself for a static cache; on the CPU it is asked to.
+    from transformers import CompileConfig
+
+    model = build(base_models, "qwen2")
+    compile_config = CompileConfig(mode="default")
+    compile_config._compile_all_devices = True
+    clips = make_clips([0.6, 2.5, 1.1])
+    expected = greedy(model, clips, max_new_tokens=7)
+    compiled = model.generate(**model.prepare(clips), max_new_tokens=7, min_new_tokens=7, static_cache=True,
+                              compile_config=compile_config)
+    assert torch.equal(expected, compiled)

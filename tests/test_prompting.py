@@ -1,7 +1,8 @@
 import pytest
 
+from audiograft.architectures import chatml_tokenizer
 from audiograft.prompting import AUDIO_MARKER, IGNORE_INDEX, Prompter, user_text
-from conftest import TOKENIZER, build_tokenizer
+from conftest import TOKENIZER
 
 # A template whose assistant turn ends with the EOS token, which is also the pad token.
 EOS_ENDED_TEMPLATE = (
@@ -23,7 +24,7 @@ def test_labels_cover_the_answer_and_its_end_of_turn_only():
 
 
 def test_eos_that_is_also_pad_is_still_learned_and_stops_generation():
-    tokenizer = build_tokenizer()
+    tokenizer = chatml_tokenizer()
     tokenizer.chat_template = EOS_ENDED_TEMPLATE
     assert tokenizer.pad_token_id == tokenizer.eos_token_id
     prompter = Prompter(tokenizer)
@@ -62,7 +63,7 @@ def test_collate_pads_on_the_requested_side(side):
 
 
 def test_tokenizer_without_chat_template_is_refused():
-    tokenizer = build_tokenizer()
+    tokenizer = chatml_tokenizer()
     tokenizer.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         Prompter(tokenizer)

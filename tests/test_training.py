@@ -176,3 +176,44 @@ def test_resume_after_sigkill_gives_the_same_weights(base_models, manifest, tmp_
     lora_actual = load_file(tmp_path / "interrupted" / "final" / "lora" / "adapter_model.safetensors")
     for name in lora_expected:
         torch.testing.assert_close(lora_actual[name], lora_expected[name], atol=1e-6, rtol=1e-5)
+
+
+
+def checkpointing(llm) -> bool:
+    """transformers 5 renames `is_gradient_checkpointing` (deprecated) to `is_activation_checkpointing`."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    return base.is_activation_checkpointing if hasattr(type(base), "is_activation_checkpointing") \
+        else base.is_gradient_checkpointing
+
+
+def test_gradient_checkpointing_recomputes_layers_and_changes_no_loss(base_models, manifest, tmp_path, monkeypatch):
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2MLP
+
+    # Counted inside the layer: transformers wraps a decoder layer's own `forward` with the checkpointing.
+    layer_calls, forward = [], Qwen2MLP.forward
+    monkeypatch.setattr(Qwen2MLP, "forward", lambda *a, **kw: layer_calls.append(1) or forward(*a, **kw))
+    losses, calls = {}, {}
+    for on in (False, True):
+        layer_calls.clear()
+        run = tmp_path / f"checkpointing-{on}"
+        train(config_for(base_models, manifest, run, stage=2, lora=LoraSettings(r=4, alpha=8, dropout=0.1),
+                         max_steps=4, save_every=100, gradient_checkpointing=on))
+        losses[on], calls[on] = [r["loss"] for r in read_log(run) if "loss" in r], len(layer_calls)
+    assert len(losses[False]) == 4 and len(set(losses[False])) > 1
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    assert calls[False] == 4 * 2 and calls[True] == 2 * calls[False]  # 4 steps x 2 layers, each recomputed once
+
+
+def test_make_trainable_turns_on_gradient_checkpointing_in_the_llm(base_models):
+    from audiograft.config import GraftConfig
+    from audiograft.model import GraftModel
+    from audiograft.training import make_trainable
+
+    config = GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"]))
+    plain = GraftModel.from_config(config)
+    make_trainable(plain, 2, LoraSettings(r=2, alpha=4))
+    assert not checkpointing(plain.llm)
+    model = GraftModel.from_config(config)
+    trainable = make_trainable(model, 2, LoraSettings(r=2, alpha=4), gradient_checkpointing=True)
+    assert checkpointing(model.llm)
+    assert trainable and all(p.requires_grad and p.dtype == torch.float32 for p in trainable)

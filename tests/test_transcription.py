@@ -94,7 +94,7 @@ def test_long_audio_is_windowed_within_the_limit_and_windows_of_all_clips_share_
     prepared = []
     prepare = transcriber.model.prepare
     monkeypatch.setattr(transcriber.model, "prepare",
-                        lambda clips, task: prepared.append(clips) or prepare(clips, task))
+                        lambda clips, task, **kwargs: prepared.append(clips) or prepare(clips, task, **kwargs))
     short, long = transcriber.transcribe_batch([SPEECH, long_clip], max_window_seconds=5.0, batch_size=64)
 
     assert len(calls) == 1 and len(prepared) == 1  # one batch: every window of both clips
@@ -238,3 +238,19 @@ def test_chat_refuses_a_clip_past_the_encoder_window(transcriber):
     conversation = [{"role": "user", "content": [{"type": "audio", "audio": np.zeros(31 * SAMPLE_RATE, np.float32)}]}]
     with pytest.raises(AudioError, match="audio 1: 31.0 s is longer than 30 s"):
         transcriber.chat(conversation)
+
+
+def test_a_static_kv_cache_gives_the_same_transcripts(graft, monkeypatch):
+    from transformers import StaticCache
+
+    clips = [SPEECH, SPEECH[: 3 * SAMPLE_RATE]]  # windows of several lengths: a left-padded batch
+    plain = Transcriber(graft, options=TranscriptionOptions(temperatures=(0.0,)))
+    expected = plain.transcribe_batch(clips, max_window_seconds=5.0)
+    caches, generate = [], graft.llm.generate
+    monkeypatch.setattr(graft.llm, "generate", lambda **kw: caches.append(kw.get("past_key_values")) or generate(**kw))
+    static = Transcriber(graft, options=TranscriptionOptions(temperatures=(0.0,), static_cache=True))
+    actual = static.transcribe_batch(clips, max_window_seconds=5.0)
+    assert caches and all(isinstance(cache, StaticCache) for cache in caches)
+    assert all(t.text for t in expected)
+    assert [t.text for t in actual] == [t.text for t in expected]
+    assert [[s.text for s in t.segments] for t in actual] == [[s.text for s in t.segments] for t in expected]

@@ -84,3 +84,15 @@ def test_silero_finds_speech_in_real_speech_and_none_in_silence_or_noise():
     noise = 0.1 * np.random.default_rng(0).standard_normal(5 * SECOND).astype(np.float32)
     for quiet in (np.zeros(5 * SECOND, dtype=np.float32), noise):
         assert speech_regions(detector.probabilities(quiet), quiet.size) == []
+
+
+def test_importing_the_vad_keeps_the_torch_thread_count():
+    # silero_vad sets torch's intra-op threads to 1 when imported; that must not reach the rest of the process.
+    # 3 threads: neither silero's 1 nor this 2-core machine's default, so a fix that resets to either fails too.
+    import subprocess
+    import sys
+
+    code = "import torch; torch.set_num_threads(3); import audiograft.vad; print(torch.get_num_threads())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "3"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -72,6 +73,8 @@ def transcribe(
     word_timestamps: Annotated[bool, typer.Option(help="Time every word (needs a model with a word aligner).")] = False,
     task: Annotated[str | None, typer.Option(help="Any instruction instead of transcription, e.g. 'Summarise.'")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    static_cache: Annotated[bool, typer.Option(
+        help="Decode into a static KV cache with the decode step compiled to CUDA graphs (GPU; long jobs).")] = False,
 ) -> None:
     """Transcribe audio files, or do --task with them. Without --output-dir the text format prints one line per file
     (its name, a tab, the text) and the others print each file's rendering. A bad file is reported and the rest
@@ -86,7 +89,9 @@ def transcribe(
     if output_dir is not None and len(set(stems)) < len(stems):
         raise typer.BadParameter("two inputs share a file name; their outputs would overwrite each other",
                                  param_hint="--output-dir")
-    options = TranscriptionOptions(task=task, batch_size=batch_size, word_timestamps=word_timestamps)
+    options = TranscriptionOptions(
+        task=task, batch_size=batch_size, word_timestamps=word_timestamps, static_cache=static_cache
+    )
     transcriber = Transcriber(model, device=device, options=options)
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -154,10 +159,10 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the newest checkpoint in output_dir.")] = False,
 ) -> None:
     """Train one stage (projector, or projector + LoRA). Multi-GPU: `accelerate launch -m audiograft train ...`."""
+    from accelerate import PartialState
+
     from audiograft.training import TrainConfig
     from audiograft.training import train as run_training
-
-    from accelerate import PartialState
 
     final = run_training(TrainConfig.from_yaml(config), resume=resume)
     if PartialState().is_main_process:
@@ -173,6 +178,58 @@ def plot(
     from audiograft.training import plot_run
 
     console.print(f"wrote {plot_run(run_dir, output)}")
+
+
+@app.command()
+def bench(
+    scale: Annotated[str, typer.Option(help="7b (whisper-large-v3-turbo + Qwen2-VL-7B LM), small (the default "
+                                             "preset's shapes) or tiny.")] = "7b",
+    rows: Annotated[str, typer.Option(help="Comma-separated rows: seed, batched, fast.")] = "seed,batched,fast",
+    workloads: Annotated[str, typer.Option(help="W30 (256 x 30 s), Wmix (512 x 2-20 s).")] = "W30,Wmix",
+    tasks: Annotated[str, typer.Option(help="inference, training.")] = "inference,training",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed passes per row; the median is reported.")] = 3,
+    seed_clips: Annotated[int, typer.Option(min=1, help="Clips the batch-1 seed row decodes per pass.")] = 8,
+    train_clips: Annotated[int, typer.Option(min=1, help="Clips per timed training pass.")] = 64,
+    workload_clips: Annotated[int | None, typer.Option(min=1, help="Only the first N clips of each workload.")] = None,
+    device: Annotated[str, typer.Option(help="cuda, cuda:1, cpu ...")] = "cuda",
+    json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path("bench.json"),
+    profile_dir: Annotated[Path | None, typer.Option(help="Write a profiler table per row here.")] = None,
+) -> None:
+    """Time the seed's recipe against audiograft's fast path on random-weight grafts of full size."""
+    from rich.table import Table
+
+    from audiograft.bench import BenchConfig, Measurement, run_bench, write_json
+
+    def items(text: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+
+    config = BenchConfig(scale=scale, rows=items(rows), workloads=items(workloads), tasks=items(tasks),
+                         seed_clips=seed_clips, train_clips=train_clips, workload_clips=workload_clips,
+                         repeats=repeats, device=device,
+                         profile_dir=str(profile_dir) if profile_dir else None)
+    finished: list[dict] = []
+
+    def report(measurement: Measurement) -> None:
+        # Each row is written as soon as it is measured: a long run that dies keeps what it measured.
+        finished.append(dataclasses.asdict(measurement))
+        write_json({"partial": True, "results": finished}, json_path)
+        console.print(f"{measurement.workload} {measurement.task} {measurement.row}: "
+                      f"{measurement.wall_seconds:.2f} s per pass", highlight=False)
+
+    results = run_bench(config, report)
+    write_json(results, json_path)
+    table = Table(title=f"{results['architecture']} on {results['device']} "
+                        f"(bf16 matmul {results['bf16_matmul_tflops']:.0f} TFLOP/s)")
+    for column in ("workload", "task", "row", "clips", "audio s", "wall s", "RTFx", "samples/s", "x seed",
+                   "peak GiB", "MFU"):
+        table.add_column(column, justify="left" if column in ("workload", "task", "row") else "right")
+    for m in results["results"]:
+        ratio = results["speedups"].get(f"{m['workload']}/{m['task']}/{m['row']}")
+        table.add_row(m["workload"], m["task"], m["row"], str(m["clips"]), f"{m['audio_seconds']:.0f}",
+                      f"{m['wall_seconds']:.2f}", f"{m['rtfx']:.1f}", f"{m['samples_per_s']:.2f}",
+                      "" if ratio is None else f"{ratio:.1f}", f"{m['peak_memory_gb']:.1f}", f"{m['mfu']:.1%}")
+    Console(width=200).print(table)
+    console.print(f"wrote {json_path}")
 
 
 @app.command("eval")
@@ -194,7 +251,7 @@ def evaluate(
     from audiograft.report import write_report
 
     utterances = read_manifest(manifest)[:limit]
-    graft = GraftModel.from_pretrained(model, device=device)
+    graft = GraftModel.from_pretrained(model, device=device, merge_lora=True)
     result = evaluate_model(graft, utterances, batch_size, name=model)
     if baseline == "whisper":
         whisper = WhisperBaseline(resolve_base(graft.config.encoder), device=device)
@@ -233,7 +290,12 @@ def align_train(
     """Train the word-timestamp head on the graft's frozen encoder frames and save it into the graft directory."""
     import tempfile
 
-    from audiograft.alignment import encoder_frames, make_example, timing_errors, train_aligner
+    from audiograft.alignment import (
+        encoder_frames,
+        make_example,
+        timing_errors,
+        train_aligner,
+    )
     from audiograft.data import read_manifest
     from audiograft.encoder_cache import EncoderCache
     from audiograft.model import GraftModel

@@ -1,7 +1,6 @@
 """Audio encoders: a Whisper encoder or Qwen2-Audio's audio tower, loaded without any decoder.
 
-Both encoders see log-mel features of a clip padded to 30 s (3000 frames at 100 frames/s) and give
-one frame per 20 ms (Qwen2-Audio's tower pools again to 40 ms). `AudioEncoder` returns, for a batch,
+Both encoders see log-mel features (100 frames/s, at most 30 s) and give one frame per 20 ms (Qwen2-Audio's tower pools again to 40 ms). `AudioEncoder` returns, for a batch,
 the frames of each clip and how many of them belong to the clip, so padding never reaches the LLM.
 """
 
@@ -65,29 +64,52 @@ class AudioEncoder(nn.Module):
     def max_seconds(self) -> float:
         return self.max_frames / 100
 
-    def featurize(self, waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-mel features of 16 kHz mono clips, each padded to 30 s, and the valid frames of each."""
+    def featurize(
+        self, waveforms: list[np.ndarray], device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whisper's log-mel features of 16 kHz mono clips, computed on `device`, and the valid frames of each.
+
+        context="trim" pads to about the batch's longest clip: the padding would be masked and dropped
+        anyway, and a 5 s clip costs a sixth of the log-mel work. Each clip's valid frames are those of 30 s of padding. context="full" pads
+        every clip to 30 s, whose log-mel of silence Whisper saw in training.
+        """
         max_seconds = self.max_seconds
         for index, waveform in enumerate(waveforms):
             if waveform.ndim != 1 or waveform.size == 0:
                 raise ValueError(f"clip {index}: expected a non-empty 1-D waveform, got shape {waveform.shape}")
             if waveform.size > max_seconds * SAMPLE_RATE:
                 raise ValueError(f"clip {index}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:.0f} s")
-        extracted = self.feature_extractor(
-            [np.asarray(w, dtype=np.float32) for w in waveforms],
-            sampling_rate=SAMPLE_RATE,
-            padding="max_length",
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        return extracted["input_features"], extracted["attention_mask"].sum(-1)
+        hop = self.feature_extractor.hop_length
+        longest = max(waveform.size for waveform in waveforms)
+        # Trimmed: half a window of silence after the longest clip, so that every clip's last frames see zeros past
+        # its end as they do in 30 s of padding, then an even number of frames.
+        margin = self.feature_extractor.n_fft // 2
+        samples = self.max_frames * hop if self.context == "full" else -(-(longest + margin) // (2 * hop)) * 2 * hop
+        device = torch.device(device)
+        padded = torch.zeros(len(waveforms), samples, pin_memory=device.type == "cuda")
+        for row, waveform in enumerate(waveforms):
+            padded[row, : waveform.size] = torch.from_numpy(np.asarray(waveform, dtype=np.float32))
+        lengths = torch.tensor([-(-waveform.size // hop) for waveform in waveforms])
+        return self._log_mel(padded.to(device, non_blocking=True)), lengths
+
+    def _log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
+        # WhisperFeatureExtractor's own torch computation, kept on the device: the extractor returns NumPy, so on a
+        # GPU its features would make a round trip through host memory (1 s of a 6 s batch of 256 x 30 s clips).
+        extractor = self.feature_extractor
+        window = torch.hann_window(extractor.n_fft, device=waveforms.device)
+        stft = torch.stft(waveforms, extractor.n_fft, extractor.hop_length, window=window, return_complex=True)
+        power = (stft[..., :-1].abs() ** 2).contiguous()
+        filters = torch.from_numpy(extractor.mel_filters).to(waveforms.device, torch.float32)
+        log_spec = torch.clamp(filters.T @ power, min=1e-10).log10()
+        ceiling = log_spec.amax(dim=(1, 2), keepdim=True)
+        return (torch.maximum(log_spec, ceiling - 8.0) + 4.0) / 4.0
 
     def output_lengths(self, feature_lengths: torch.Tensor) -> torch.Tensor:
         lengths = (feature_lengths - 1) // 2 + 1
         return (lengths - 2) // 2 + 1 if self.pools else lengths
 
     def forward(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """input_features: (batch, mel, frames) padded to 30 s; feature_lengths: valid frames per clip."""
+        """input_features: (batch, mel, frames), padded; feature_lengths: valid frames per clip."""
         if int(feature_lengths.max()) > self.max_frames:
             raise ValueError(f"clips longer than {self.max_frames // 100} s must be split before encoding")
         input_features = input_features.to(self.model.conv1.weight.dtype)

@@ -16,13 +16,20 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import StaticCache
 
 from audiograft.config import GraftConfig, LoraSettings
 from audiograft.encoders import AudioEncoder, load_encoder
-from audiograft.llms import LanguageModel, is_vision_language, load_llm, lora_target_modules
+from audiograft.llms import (
+    LanguageModel,
+    is_vision_language,
+    load_llm,
+    lora_target_modules,
+    use_grouped_query_sdpa,
+)
 from audiograft.pretrained import resolve_base
 from audiograft.projectors import build_projector
-from audiograft.prompting import Prompter
+from audiograft.prompting import IGNORE_INDEX, Prompter
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +39,9 @@ DEFAULT_MODEL = "default"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 LORA_DIR = "lora"
 ENCODER_PREFIX = "encoder."
+# Static KV caches are allocated in multiples of this many positions, so that batches of similar prompt length
+# share one compiled decode step instead of compiling their own.
+STATIC_CACHE_BUCKET = 256
 
 Audio = np.ndarray | list[np.ndarray]
 
@@ -49,6 +59,7 @@ class GraftModel(nn.Module):
         self.llm = language_model.model
         self.tokenizer = language_model.tokenizer
         self.processor = language_model.processor
+        use_grouped_query_sdpa(self.llm)
         d_llm = self.llm.get_input_embeddings().embedding_dim
         self.projector = build_projector(config, encoder.hidden_size, d_llm).to(self.llm.dtype)
         self.prompter = Prompter(self.tokenizer, self.processor, config.system_prompt)
@@ -57,6 +68,8 @@ class GraftModel(nn.Module):
         self._llm_takes_ids_with_embeds = is_vision_language(self.llm.config)
         # Where a saved graft was loaded from: companions trained for it (word aligner, confidence calibrator) live there.
         self.directory: Path | None = None
+        # LoRA folded into the LLM's weights in memory (inference): the adapter can no longer be saved apart.
+        self.lora_merged = False
 
     @classmethod
     def from_config(
@@ -76,11 +89,18 @@ class GraftModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str = "cpu", dtype: torch.dtype | None = None, llm_in_4bit: bool = False
+        cls,
+        directory: str | Path,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        llm_in_4bit: bool = False,
+        merge_lora: bool = False,
     ) -> GraftModel:
         """Rebuild a saved graft: base models by name, then the trained projector and LoRA weights.
 
-        `directory` is a saved graft, or "default" for the built-in default model.
+        `directory` is a saved graft, or "default" for the built-in default model. `merge_lora` folds the
+        adapter into the LLM's weights for inference: the same outputs without the adapter's extra kernels in
+        every layer (a 4-bit LLM keeps its adapter, since merging would dequantize it).
         """
         directory = DEFAULT_MODEL_DIR if str(directory) == DEFAULT_MODEL else Path(directory)
         config = GraftConfig.load(directory)
@@ -93,6 +113,9 @@ class GraftModel(nn.Module):
         if lora is not None:
             model.llm = PeftModel.from_pretrained(model.llm, directory / LORA_DIR)
             model.config.lora = lora
+            if merge_lora and not llm_in_4bit:
+                model.llm = model.llm.merge_and_unload()
+                model.lora_merged = True
         model.directory = directory
         return model.eval()
 
@@ -102,6 +125,9 @@ class GraftModel(nn.Module):
         `trained` holds full (gathered) tensors of the trained parameters under their graft names, for
         callers whose own parameters are sharded (FSDP training).
         """
+        if self.lora_merged:
+            raise ValueError("this graft's LoRA was merged into the LLM for inference: save it with merge(), or load "
+                             "it without merge_lora to save the adapter")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if trained is None:
@@ -189,14 +215,17 @@ class GraftModel(nn.Module):
         instruction: str | None = None,
         answers: list[str] | None = None,
         images: list[list[Any]] | None = None,
+        feature_device: str | torch.device = "cpu",
     ) -> dict[str, torch.Tensor]:
         """Model inputs for a batch: each example has one clip or a list of clips (in prompt order).
 
         With `answers` the batch is right-padded and carries labels (training); without, it is
-        left-padded for generation.
+        left-padded for generation. `feature_device` computes the log-mel features there (inference
+        passes the model's device; data-loader workers stay on the CPU).
         """
         clips_per_example = [[a] if isinstance(a, np.ndarray) else list(a) for a in audios]
-        features, feature_lengths = self.encoder.featurize([clip for clips in clips_per_example for clip in clips])
+        clips = [clip for clips in clips_per_example for clip in clips]
+        features, feature_lengths = self.encoder.featurize(clips, feature_device)
         counts = iter(self.audio_token_counts(feature_lengths))
         counts_per_example = [[next(counts) for _ in clips] for clips in clips_per_example]
         batch = self._prompt_batch(counts_per_example, instruction, answers, images)
@@ -256,7 +285,8 @@ class GraftModel(nn.Module):
         encoded_audio: tuple[torch.Tensor, torch.Tensor] | None = None,
         **llm_kwargs: Any,
     ):
-        """The LLM's own forward on the merged embeddings; with labels, its loss over the answers.
+        """The LLM's own forward on the merged embeddings; with labels, the mean cross-entropy over the answers,
+        and logits only at the positions that predict them.
 
         `encoded_audio` (encoder frames and their lengths, e.g. from the encoder cache) replaces the features.
         """
@@ -268,9 +298,21 @@ class GraftModel(nn.Module):
         inputs_embeds = self._merge_audio(input_ids, audio_mask, encoded_audio)
         if self._llm_takes_ids_with_embeds:
             llm_kwargs["input_ids"] = input_ids
-        if labels is not None:
-            llm_kwargs["labels"] = labels.to(device)
-        return self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **_to_device(llm_kwargs, device))
+        llm_kwargs = _to_device(llm_kwargs, device)
+        if labels is None:
+            return self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **llm_kwargs)
+        # Logits only where a next token is learned (the answers): with a 150k vocabulary, logits over a long
+        # audio prompt cost more time and memory than they are worth, and none of them enters the loss.
+        labels = labels.to(device)
+        predicting = (labels[:, 1:] != IGNORE_INDEX).any(0).nonzero().squeeze(1)
+        output = self.llm(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, logits_to_keep=predicting, **llm_kwargs
+        )
+        targets = labels[:, predicting + 1]
+        output.loss = nn.functional.cross_entropy(
+            output.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX
+        )
+        return output
 
     @torch.no_grad()
     def generate(
@@ -281,12 +323,16 @@ class GraftModel(nn.Module):
         input_features: torch.Tensor | None = None,
         feature_lengths: torch.Tensor | None = None,
         encoded_audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+        static_cache: bool = False,
         **generate_kwargs: Any,
     ) -> Any:
         """The LLM's own `generate` from the merged embeddings; returns only the new tokens.
 
         `encoded_audio` (from `encode_audio`) replaces the features when the frames are already computed. With
         `return_dict_in_generate=True` the LLM's output object comes back, its `sequences` cut to the new tokens.
+        `static_cache` decodes into a preallocated KV cache, which on a GPU lets `generate` compile the decode step
+        into CUDA graphs (transformers does this itself for static caches): the first batch of each shape pays the
+        compilation, every later one runs without Python overhead per layer. Needs `max_new_tokens`.
         """
         device = self.device
         input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
@@ -296,6 +342,12 @@ class GraftModel(nn.Module):
         generate_kwargs.setdefault("eos_token_id", self.prompter.stop_token_ids)
         generate_kwargs.setdefault("pad_token_id", self.prompter.pad_id)
         generate_kwargs.setdefault("do_sample", False)
+        if static_cache:
+            if "max_new_tokens" not in generate_kwargs:
+                raise ValueError("static_cache needs max_new_tokens, which sizes the cache")
+            length = input_ids.shape[1] + generate_kwargs["max_new_tokens"]
+            bucketed = -(-length // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
+            generate_kwargs["past_key_values"] = StaticCache(config=self.llm.config, max_cache_len=bucketed)
         # input_ids travel with the embeddings so that generate tracks the prompt (and VLMs their M-RoPE);
         # the first step uses the embeddings, and the returned sequences begin with the prompt ids.
         output = self.llm.generate(
@@ -309,12 +361,18 @@ class GraftModel(nn.Module):
         output.sequences = output.sequences[:, input_ids.shape[1] :]
         return output
 
-    def transcribe(self, audios: list[Audio], instruction: str | None = None, max_new_tokens: int | None = None) -> list[str]:
-        """Greedy answers for a batch of clips (the plain path; `Transcriber` adds long-form and timestamps)."""
-        batch = self.prepare(audios, instruction)
+    def transcribe(
+        self, audios: list[Audio], instruction: str | None = None, max_new_tokens: int | None = None,
+        **generate_kwargs: Any,
+    ) -> list[str]:
+        """Greedy answers for a batch of clips (the plain path; `Transcriber` adds long-form and timestamps).
+
+        `generate_kwargs` go to `generate` (e.g. static_cache=True, min_new_tokens).
+        """
+        batch = self.prepare(audios, instruction, feature_device=self.device)
         if max_new_tokens is None:
             max_new_tokens = answer_token_budget(float(batch["feature_lengths"].max()) / 100)
-        tokens = self.generate(**batch, max_new_tokens=max_new_tokens)
+        tokens = self.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
         return [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from audiograft.config import DEFAULT_INSTRUCTION
 
@@ -136,21 +137,19 @@ class Prompter:
     def collate(self, prompts: list[EncodedPrompt], padding_side: Literal["left", "right"]) -> dict[str, torch.Tensor]:
         """Pad a batch. Right padding for training (positions start at 0), left padding for generation."""
         width = max(len(p.input_ids) for p in prompts)
-        rows: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "audio_mask": [], "labels": []}
-        for prompt in prompts:
-            pad = width - len(prompt.input_ids)
-            columns = {
-                "input_ids": (prompt.input_ids, self.pad_id),
-                "attention_mask": ([1] * len(prompt.input_ids), 0),
-                "audio_mask": (prompt.audio_mask, False),
-                "labels": (prompt.labels or [IGNORE_INDEX] * len(prompt.input_ids), IGNORE_INDEX),
-            }
-            for name, (values, fill) in columns.items():
-                rows[name].append([fill] * pad + list(values) if padding_side == "left" else list(values) + [fill] * pad)
-        batch = {name: torch.tensor(values) for name, values in rows.items()}
-        batch["audio_mask"] = batch["audio_mask"].bool()
-        if all(p.labels is None for p in prompts):
-            del batch["labels"]
+
+        def pad(rows: list[list[int]], fill: int, dtype: torch.dtype) -> torch.Tensor:
+            tensors = [torch.tensor(row, dtype=dtype) for row in rows]
+            return pad_sequence(tensors, batch_first=True, padding_value=fill, padding_side=padding_side)
+
+        batch = {
+            "input_ids": pad([p.input_ids for p in prompts], self.pad_id, torch.long),
+            "attention_mask": pad([[1] * len(p.input_ids) for p in prompts], 0, torch.long),
+            "audio_mask": pad([p.audio_mask for p in prompts], False, torch.bool),
+        }
+        if any(p.labels is not None for p in prompts):
+            labels = [p.labels or [IGNORE_INDEX] * len(p.input_ids) for p in prompts]
+            batch["labels"] = pad(labels, IGNORE_INDEX, torch.long)
         vision_keys = {key for p in prompts for key in p.vision}
         for key in vision_keys:
             batch[key] = torch.cat([p.vision[key] for p in prompts if key in p.vision])

@@ -63,6 +63,9 @@ class TranscriptionOptions:
     loop_min_repeats: int = LOOP_MIN_REPEATS
     max_tokens_per_second: float = 8.0  # answer bound per second of window; speech needs about 3
     max_new_tokens: int | None = None  # a fixed bound instead (answers to a --task need not scale with audio)
+    # Decode into a preallocated KV cache; on a GPU, transformers then compiles the decode step into CUDA graphs.
+    # Each new batch shape compiles once (about a minute for a 7B LLM), so it pays off on long jobs and servers.
+    static_cache: bool = False
 
 
 @dataclass
@@ -142,7 +145,9 @@ class Transcriber:
     def __init__(
         self, model: GraftModel | str = "default", device: str = "cpu", options: TranscriptionOptions | None = None
     ):
-        self.model = model if isinstance(model, GraftModel) else GraftModel.from_pretrained(model, device=device)
+        if not isinstance(model, GraftModel):
+            model = GraftModel.from_pretrained(model, device=device, merge_lora=True)
+        self.model = model
         self.options = options or TranscriptionOptions()
         self._speech = SpeechDetector()
         # The model's trained companions, where it was saved with them: raw confidences stay uncalibrated without
@@ -206,7 +211,7 @@ class Transcriber:
         if not clips:
             raise ValueError("the conversation holds no audio clip")
         waveforms = [_clip(clip, f"audio {number}", model.encoder.max_seconds) for number, clip in enumerate(clips, 1)]
-        features, feature_lengths = model.encoder.featurize(waveforms)
+        features, feature_lengths = model.encoder.featurize(waveforms, model.device)
         prompt = model.prompter.encode_messages(messages, model.audio_token_counts(feature_lengths))
         batch = model.prompter.collate([prompt], padding_side="left")
         generate_options.setdefault("max_new_tokens", CHAT_MAX_NEW_TOKENS)
@@ -262,7 +267,7 @@ class Transcriber:
     def _decode(self, windows: Sequence[_Window], clips: list[np.ndarray], options: TranscriptionOptions) -> None:
         """Fills each window's words: decoded with fallback, scored, and timed when asked."""
         model = self.model
-        inputs = model.prepare(clips, options.task)
+        inputs = model.prepare(clips, options.task, feature_device=model.device)
         frames, frame_lengths = model.encode_audio(inputs.pop("input_features"), inputs.pop("feature_lengths"))
         budgets = [options.max_new_tokens or answer_token_budget(clip.size / SAMPLE_RATE, options.max_tokens_per_second)
                    for clip in clips]
@@ -302,7 +307,7 @@ class Transcriber:
         logprobs = _ChosenTokenLogprobs()
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         new_tokens = model.generate(
-            **inputs, encoded_audio=encoded_audio, max_new_tokens=max(budgets),
+            **inputs, encoded_audio=encoded_audio, max_new_tokens=max(budgets), static_cache=options.static_cache,
             logits_processor=LogitsProcessorList([logprobs]), **sampling,
         ).cpu()
         token_logprobs = logprobs.finish(new_tokens)

@@ -17,7 +17,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
+# silero_vad sets torch to one thread when imported, which would run every model on the CPU single-threaded.
+_threads = torch.get_num_threads()
 from silero_vad import get_speech_timestamps_from_probs, load_silero_vad
+
+torch.set_num_threads(_threads)
 
 from audiograft.audio import SAMPLE_RATE
 
