@@ -8,14 +8,15 @@ Rows (`ROWS`): `seed` is the seed graft's recipe (one clip per `generate`, 1,500
 its length; training batches of 4 padded to 30 s, gradient checkpointing, logits over the whole sequence);
 `batched` is batching with 4x downsampling and the encoder on trimmed context, which `Transcriber` and
 `audiograft train` always do; `fast` adds what is switched on by options (the static KV cache with compiled
-decoding; training without gradient checkpointing, with length-bucketed batches). Inference times
+decoding; training without gradient checkpointing, with length-bucketed batches); `cached` trains `fast`'s way
+from the frozen encoder's frames (the encoder cache, as every epoch after the first). Inference times
 `GraftModel.transcribe`, the batch step `Transcriber` runs; training times the step of `audiograft train`
 (forward with answer-only logits, backward, clipping, fused AdamW) on batches collated beforehand, as the
 loader's workers would have them ready.
 
 Figures: inference RTFx (audio seconds per wall second); training samples/s and audio seconds/s; peak device
 memory; model FLOP utilisation against the bf16 matmul rate measured in the same run. Each figure is the median
-of repeated timed passes after a warm-up pass, with the device synchronised around each.
+of repeated timed passes after a warm-up (a whole pass for compiled rows), the device synchronised around each.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class Measurement:
 @dataclass
 class BenchConfig:
     scale: str = "7b"
-    rows: tuple[str, ...] = ("seed", "batched", "fast")
+    rows: tuple[str, ...] = ("seed", "batched", "fast", "cached")
     workloads: tuple[str, ...] = WORKLOADS
     tasks: tuple[str, ...] = ("inference", "training")
     seed_clips: int = 8  # one clip per generate costs the same per clip in any order: timed on a spread subset

@@ -184,7 +184,8 @@ def plot(
 def bench(
     scale: Annotated[str, typer.Option(help="7b (whisper-large-v3-turbo + Qwen2-VL-7B LM), small (the default "
                                              "preset's shapes) or tiny.")] = "7b",
-    rows: Annotated[str, typer.Option(help="Comma-separated rows: seed, batched, fast.")] = "seed,batched,fast",
+    rows: Annotated[str, typer.Option(help="Comma-separated rows: seed, batched, fast, cached.")] = (
+        "seed,batched,fast,cached"),
     workloads: Annotated[str, typer.Option(help="W30 (256 x 30 s), Wmix (512 x 2-20 s).")] = "W30,Wmix",
     tasks: Annotated[str, typer.Option(help="inference, training.")] = "inference,training",
     repeats: Annotated[int, typer.Option(min=1, help="Timed passes per row; the median is reported.")] = 3,
