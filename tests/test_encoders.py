@@ -71,3 +71,15 @@ def test_features_equal_whisper_feature_extractor_on_valid_frames(base_models, c
     for row, length in enumerate(lengths.tolist()):
         torch.testing.assert_close(features[row, :, :length], expected["input_features"][row, :, :length],
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_encode_clips_gives_each_clip_its_own_frames(base_models):
+    encoder = load_encoder(str(base_models["whisper"]), "trim")
+    clips = make_clips([0.73, 2.01])
+    with torch.no_grad():
+        encoded = encoder.encode_clips(clips)
+        for clip, (frames, feature_length) in zip(clips, encoded):
+            alone, alone_lengths = encoder(*encoder.featurize([clip]))
+            assert feature_length == int(encoder.featurize([clip])[1][0])
+            assert frames.shape[0] == int(alone_lengths[0])
+            torch.testing.assert_close(frames, alone[0, : frames.shape[0]], atol=1e-5, rtol=1e-5)

@@ -207,7 +207,7 @@ def test_gradient_checkpointing_recomputes_layers_and_changes_no_loss(base_model
 def test_make_trainable_turns_on_gradient_checkpointing_in_the_llm(base_models):
     from audiograft.config import GraftConfig
     from audiograft.model import GraftModel
-    from audiograft.training import make_trainable
+    from audiograft.training import make_trainable, set_gradient_checkpointing
 
     config = GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"]))
     plain = GraftModel.from_config(config)
@@ -217,3 +217,5 @@ def test_make_trainable_turns_on_gradient_checkpointing_in_the_llm(base_models):
     trainable = make_trainable(model, 2, LoraSettings(r=2, alpha=4), gradient_checkpointing=True)
     assert checkpointing(model.llm)
     assert trainable and all(p.requires_grad and p.dtype == torch.float32 for p in trainable)
+    set_gradient_checkpointing(model, False)
+    assert not checkpointing(model.llm)

@@ -45,7 +45,8 @@ from audiograft.data import Example, LengthBucketSampler, SpeechCollator
 from audiograft.encoders import AudioEncoder
 from audiograft.llms import LanguageModel
 from audiograft.model import GraftModel
-from audiograft.training import make_trainable
+from audiograft.prompting import IGNORE_INDEX
+from audiograft.training import make_trainable, set_gradient_checkpointing
 
 logger = logging.getLogger(__name__)
 
@@ -167,12 +168,14 @@ class FlopCounter:
         self.enc, self.llm, self.recipe, self.rank = architecture.encoder, architecture.llm, recipe, lora_rank
 
     def encoder_positions(self, seconds: float) -> int:
+        """Positions the encoder runs on: the clip's own (50 per second), or 30 s of them."""
         full = self.recipe.encoder_context == "full" or self.recipe.pad_to_30s
-        return 1500 if full else math.ceil(round(seconds * 100) / 2)
+        return math.ceil(round((30.0 if full else seconds) * 100) / 2)
 
     def audio_tokens(self, seconds: float) -> int:
-        seconds = 30.0 if self.recipe.pad_to_30s else seconds
-        return math.ceil(math.ceil(round(seconds * 100) / 2) / self.recipe.downsample)
+        """Tokens the LLM gets: a clip's own frames only (padding is dropped), unless it was padded as audio."""
+        frames = math.ceil(round((30.0 if self.recipe.pad_to_30s else seconds) * 100) / 2)
+        return math.ceil(frames / self.recipe.downsample)
 
     def encoder(self, seconds: float) -> float:
         e, positions = self.enc, self.encoder_positions(seconds)
@@ -250,10 +253,10 @@ def run_bench(config: BenchConfig, report: Callable[[Measurement], None] | None 
             durations = workload_durations(workload)[: config.workload_clips]
             waveforms = _noise(durations)
             for recipe in recipes:
-                graft = grafts[recipe.name]
-                counter = FlopCounter(architecture, recipe, config.lora_rank)
                 if task == "inference" and recipe.encoder_cache:
                     continue
+                graft = grafts[recipe.name]
+                counter = FlopCounter(architecture, recipe, config.lora_rank)
                 if task == "inference":
                     measurement = _bench_inference(graft, recipe, workload, waveforms, durations, config, counter,
                                                    prompt_tokens, peak)
@@ -290,14 +293,12 @@ def speedups(results: list[Measurement]) -> dict[str, float]:
 
 
 def _bench_inference(graft, recipe, workload, waveforms, durations, config, counter, prompt_tokens, peak):
-    indices = list(range(len(durations)))
+    indices = sorted(range(len(durations)), key=lambda i: durations[i])
     if recipe.inference_batch == 1:
-        by_length = sorted(indices, key=lambda i: durations[i])
-        step = max(1, len(by_length) // config.seed_clips)
-        indices = by_length[step // 2 :: step][: config.seed_clips]
+        step = max(1, len(indices) // config.seed_clips)
+        indices = indices[step // 2 :: step][: config.seed_clips]
     clips = {i: _padded(waveforms[i]) if recipe.pad_to_30s else waveforms[i] for i in indices}
-    by_length = sorted(indices, key=lambda i: durations[i])
-    batches = [by_length[i : i + recipe.inference_batch] for i in range(0, len(by_length), recipe.inference_batch)]
+    batches = [indices[i : i + recipe.inference_batch] for i in range(0, len(indices), recipe.inference_batch)]
 
     def run(selected: list[list[int]]) -> None:
         for batch in selected:
@@ -362,8 +363,7 @@ def _bench_training(graft, recipe, workload, waveforms, durations, config, count
     batches = [collator([examples[j] for j in batch]) for batch in sampler.batches()]
     parameters = [p for p in graft.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-5, fused=device.type == "cuda")
-    if recipe.gradient_checkpointing:
-        graft.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    set_gradient_checkpointing(graft, recipe.gradient_checkpointing)
     graft.train()
     graft.encoder.eval()
 
@@ -382,7 +382,7 @@ def _bench_training(graft, recipe, workload, waveforms, durations, config, count
             lambda: run(batches), lambda: run(largest_first[:2]), config, device, f"{workload}-training-{recipe.name}"
         )
     finally:
-        graft.llm.gradient_checkpointing_disable()
+        set_gradient_checkpointing(graft, False)
         graft.eval()
     seconds = [durations[i] for i in indices]
     flops = sum(counter.training(s, prompt_tokens) for s in seconds)
@@ -398,19 +398,16 @@ def _encode_examples(graft: GraftModel, examples: list[Example], batch_size: int
     with torch.no_grad():
         for first in range(0, len(examples), batch_size):
             group = examples[first : first + batch_size]
-            features, lengths = graft.encoder.featurize([e.waveform for e in group], graft.device)
-            frames, frame_lengths = graft.encode_audio(features, lengths)
-            for example, clip_frames, count, length in zip(group, frames, frame_lengths.tolist(), lengths.tolist()):
-                example.encoded = (clip_frames[:count].clone(), length)
+            for example, (frames, length) in zip(group, graft.encoder.encode_clips([e.waveform for e in group])):
+                example.encoded = (frames.clone(), length)  # not a view that keeps the whole batch alive
 
 
 def _full_logits_loss(graft: GraftModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The stock causal-LM loss: logits at every position, then the shifted cross-entropy (the seed's path)."""
-    device = graft.device
-    encoded = graft.encode_audio(batch["input_features"], batch["feature_lengths"])
-    embeds = graft._merge_audio(batch["input_ids"].to(device), batch["audio_mask"].to(device), encoded)
-    return graft.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"].to(device),
-                     labels=batch["labels"].to(device)).loss
+    logits = graft(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    targets = batch["labels"][:, 1:].to(logits.device)
+    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                             ignore_index=IGNORE_INDEX)
 
 
 def _padded(waveform: np.ndarray) -> np.ndarray:
@@ -464,14 +461,11 @@ def _add_lora(grafts: dict[str, GraftModel], rank: int) -> None:
     """One LoRA (rank `rank`, every linear layer of the LLM) shared by every row, and each row's projector."""
     settings = LoraSettings(r=rank, alpha=2 * rank, dropout=0.0, target_modules=ALL_LINEARS)
     first, *others = grafts.values()
-    if first.config.lora is None:
-        make_trainable(first, stage=2, lora=settings)
+    make_trainable(first, stage=2, lora=settings)
     for graft in others:
         graft.llm = first.llm
         graft.config.lora = settings
-        for parameter in graft.projector.parameters():
-            parameter.data = parameter.data.float()
-            parameter.requires_grad = True
+        make_trainable(graft, stage=2, lora=settings)
 
 
 

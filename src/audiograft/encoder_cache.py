@@ -1,6 +1,6 @@
-"""An on-disk cache of the frozen encoder's output, for multi-epoch stage-1 training.
+"""An on-disk cache of the frozen encoder's output, for multi-epoch training.
 
-Stage 1 trains only the projector. Without waveform augmentation or SpecAugment a clip's encoder frames are
+The encoder is frozen in both stages. Without waveform augmentation or SpecAugment a clip's encoder frames are
 the same every epoch, so they are computed once and later epochs skip audio decoding, log-mel and the encoder.
 One safetensors file per clip, named by a hash of the audio file's path, size and modification time, under
 a directory named by the encoder and how it is run: a changed file or another encoder never hits a stale entry.
@@ -57,7 +57,6 @@ class EncoderCache:
             except OSError:
                 continue
         missing.sort(key=lambda u: u.duration)
-        device = next(self.encoder.parameters()).device
         with Progress(transient=True) as progress:
             task = progress.add_task("caching encoder output", total=len(missing))
             for start in range(0, len(missing), batch_size):
@@ -68,10 +67,9 @@ class EncoderCache:
                     except AudioError as error:
                         logger.warning("not cached: %s", error)
                 if loaded:
-                    features, feature_lengths = self.encoder.featurize([waveform for _, waveform in loaded])
-                    frames, frame_lengths = self.encoder(features.to(device), feature_lengths.to(device))
-                    for row, (utterance, _) in enumerate(loaded):
-                        self._write(utterance.audio, frames[row, : frame_lengths[row]], int(feature_lengths[row]))
+                    encoded = self.encoder.encode_clips([waveform for _, waveform in loaded])
+                    for (utterance, _), (frames, feature_length) in zip(loaded, encoded):
+                        self._write(utterance.audio, frames, feature_length)
                 progress.advance(task, len(missing[start : start + batch_size]))
         return len(missing)
 

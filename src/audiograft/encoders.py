@@ -92,6 +92,14 @@ class AudioEncoder(nn.Module):
         lengths = torch.tensor([-(-waveform.size // hop) for waveform in waveforms])
         return self._log_mel(padded.to(device, non_blocking=True)), lengths
 
+    def encode_clips(self, waveforms: list[np.ndarray]) -> list[tuple[torch.Tensor, int]]:
+        """Each clip's own encoder frames (frames, d_model) and log-mel length, the clips run as one batch."""
+        device = next(self.parameters()).device
+        features, feature_lengths = self.featurize(waveforms, device)
+        frames, frame_lengths = self(features, feature_lengths.to(device))
+        return [(frames[row, :count], int(length))
+                for row, (count, length) in enumerate(zip(frame_lengths.tolist(), feature_lengths.tolist()))]
+
     def _log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
         # WhisperFeatureExtractor's own torch computation, kept on the device: the extractor returns NumPy, so on a
         # GPU its features would make a round trip through host memory (1 s of a 6 s batch of 256 x 30 s clips).

@@ -139,8 +139,16 @@ def make_trainable(
         parameter.data = parameter.data.float()
         parameter.requires_grad = True
     if gradient_checkpointing:
-        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_gradient_checkpointing(model, True)
     return trainable
+
+
+def set_gradient_checkpointing(model: GraftModel, enabled: bool) -> None:
+    """Recompute the LLM's activations in the backward pass (or stop doing so): less memory, more compute."""
+    if enabled:
+        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.llm.gradient_checkpointing_disable()
 
 
 def trainable_state(model: GraftModel) -> dict[str, torch.Tensor]:
