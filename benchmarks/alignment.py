@@ -4,7 +4,7 @@ Steps, each reading what the previous ones wrote under --work (CPU; whisper-base
     python benchmarks/alignment.py frames    # encoder frames: timed train utterances, test split, dev set
     python benchmarks/alignment.py options   # aligner options trained on train voices, compared on held-out voices
     python benchmarks/alignment.py decode    # greedy transcripts of test + dev with each token's log-probability
-    python benchmarks/alignment.py report --aligner /tmp/align_work/aligners/ctc+edges --ship src/audiograft/default_model
+    python benchmarks/alignment.py report --aligner /tmp/align_work/aligners/ctc+edges --ship src/audiograft/presets/default_model
 
 `report` compares confidence scores and calibrators (fitted on half of the test speakers, scored on the other
 half and on the dev set), times the LLM's words and the reference words, and writes the chosen aligner and
@@ -24,23 +24,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiograft.alignment import (
+from audiograft.audio.io import load_audio
+from audiograft.evaluation.metrics import (
+    Hypothesis,
+    TimestampErrors,
+    expected_calibration_error,
+    judged_words,
+    score,
+)
+from audiograft.inference.alignment import (
     ConfidenceCalibrator,
     WordAligner,
+    word_token_groups,
+)
+from audiograft.inference.transcript import Word
+from audiograft.manifest import Utterance, read_manifest, write_manifest
+from audiograft.modeling.encoders import load_encoder
+from audiograft.modeling.model import GraftModel
+from audiograft.presets.pretrained import resolve_base
+from audiograft.training.aligner import (
     encoder_frames,
     make_example,
     timing_errors,
     train_aligner,
-    word_token_groups,
 )
-from audiograft.audio import load_audio
-from audiograft.data import Utterance, read_manifest, write_manifest
-from audiograft.encoder_cache import EncoderCache
-from audiograft.encoders import load_encoder
-from audiograft.evaluation import Hypothesis, TimestampErrors, expected_calibration_error, judged_words, score
-from audiograft.model import GraftModel
-from audiograft.pretrained import resolve_base
-from audiograft.transcript import Word
+from audiograft.training.encoder_cache import EncoderCache
 
 logger = logging.getLogger("benchmarks.alignment")
 

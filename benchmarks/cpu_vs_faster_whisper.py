@@ -5,10 +5,10 @@
 
 Both systems run in this one process, on 2 threads, on waveforms decoded once into memory (build the dev manifest
 first with `audiograft data dev data/dev`). faster-whisper (CTranslate2, int8) loads the very whisper-base that
-audiograft's encoder comes from: the packaged CTranslate2 conversion (audiograft.pretrained.WHISPER_PARTS), joined
+audiograft's encoder comes from: the packaged CTranslate2 conversion (audiograft.presets.pretrained.WHISPER_PARTS), joined
 once into a model directory under the audiograft cache. Each row is warmed up on one clip, then timed end to end
 over every clip `--repeats` times; wall is the median pass, excluding model loading. RTFx = audio s / wall s.
-WER and CER are corpus figures on Whisper-normalised text (audiograft.evaluation.score), from the last pass.
+WER and CER are corpus figures on Whisper-normalised text (audiograft.evaluation.metrics.score), from the last pass.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiograft.audio import SAMPLE_RATE, load_audio
-from audiograft.data import Utterance, read_manifest
-from audiograft.evaluation import Hypothesis, score
-from audiograft.pretrained import (
+from audiograft.audio.io import SAMPLE_RATE, load_audio
+from audiograft.evaluation.metrics import Hypothesis, score
+from audiograft.inference.transcriber import Transcriber
+from audiograft.manifest import Utterance, read_manifest
+from audiograft.presets.pretrained import (
     WHISPER_CT2_CONFIG,
     WHISPER_PARTS,
     WHISPER_SHA256,
@@ -41,7 +42,6 @@ from audiograft.pretrained import (
     cache_dir,
     locate,
 )
-from audiograft.transcription import Transcriber
 
 THREADS = 2
 Transcribe = Callable[[list[np.ndarray]], list[str]]
@@ -76,7 +76,7 @@ def load_clips(manifest: Path, limit: int | None) -> tuple[list[Utterance], list
 def measure(name: str, transcribe: Transcribe, utterances: list[Utterance], waveforms: list[np.ndarray],
             repeats: int, settings: dict | None = None) -> dict:
     """Warm up on one clip, time `repeats` passes over all clips, score the last pass."""
-    # Set here, not once at start: importing silero_vad (audiograft.vad) calls torch.set_num_threads(1).
+    # Set here, not once at start: importing silero_vad (audiograft.audio.vad) calls torch.set_num_threads(1).
     torch.set_num_threads(THREADS)
     transcribe(waveforms[:1])
     walls = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cpu_vs_faster_whisper import load_clips, measure, texts_of, write_report
 
-from audiograft.transcription import Transcriber
+from audiograft.inference.transcriber import Transcriber
 
 CONTEXTS = ("trim", "full")
 

@@ -5,7 +5,7 @@ the Transcriber, and the same utterances transcribed one by one.
 
 Pauses are drawn uniformly from [--min-pause, --max-pause] seconds; with a maximum below the VAD's minimum silence
 (0.1 s) the recording is continuous speech and windows must be cut inside it. Both WERs are corpus WERs on Whisper-
-normalised text (audiograft.evaluation.score).
+normalised text (audiograft.evaluation.metrics.score).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from audiograft.audio import SAMPLE_RATE, load_audio
-from audiograft.data import read_manifest
-from audiograft.evaluation import Hypothesis, score
-from audiograft.transcription import Transcriber
+from audiograft.audio.io import SAMPLE_RATE, load_audio
+from audiograft.evaluation.metrics import Hypothesis, score
+from audiograft.inference.transcriber import Transcriber
+from audiograft.manifest import read_manifest
 
 
 def build_recording(manifest: Path, minutes: float, min_pause: float, max_pause: float, seed: int):

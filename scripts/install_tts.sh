@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the offline TTS engines and public-domain text sources that
-# `audiograft data synth` (audiograft.synthesis) draws on. Idempotent; run as root.
+# `audiograft data synth` (audiograft.corpora.synthesis) draws on. Idempotent; run as root.
 #
 # Voices are chosen for clean licences (see /usr/share/doc/<pkg>/copyright):
 #   rhvoice-english : only alan, bdl, clb, slt are used (LGPL / CMU Arctic derived)

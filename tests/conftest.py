@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from transformers import (
     LlamaConfig,
@@ -22,7 +23,9 @@ from transformers import (
     WhisperForConditionalGeneration,
 )
 
-from audiograft.architectures import CHATML, chatml_tokenizer
+from audiograft.bench.architectures import CHATML, chatml_tokenizer
+from audiograft.manifest import Utterance, write_manifest
+from audiograft.training.loop import TrainConfig
 
 TOKENIZER = chatml_tokenizer()
 VOCAB = len(TOKENIZER)
@@ -43,6 +46,13 @@ LLM_KW = dict(
     num_key_value_heads=2,
     max_position_embeddings=4096,
     tie_word_embeddings=False,
+)
+
+# A chat template whose assistant turns end with the EOS token that is also the pad token.
+EOS_ENDED_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "{% if message['role'] == 'assistant' %}<|endoftext|>{% else %}<|im_end|>{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
 
@@ -105,7 +115,9 @@ def vision_processor_class():
 
 
 def save_qwen2_vl(path: Path) -> Path:
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
 
     _seeded(2)
     ids = TOKENIZER.convert_tokens_to_ids
@@ -149,7 +161,7 @@ def save_qwen2_audio(path: Path) -> Qwen2AudioForConditionalGeneration:
 def _vision_processor_without_torchvision(monkeypatch):
     processor_class = vision_processor_class()
     if processor_class is not Qwen2VLProcessor:
-        monkeypatch.setattr("audiograft.llms.AutoProcessor", processor_class)
+        monkeypatch.setattr("audiograft.modeling.llms.AutoProcessor", processor_class)
 
 
 @pytest.fixture(scope="session")
@@ -172,3 +184,35 @@ def make_clips(durations: list[float], seed: int = 0) -> list[np.ndarray]:
         tone = 0.3 * np.sin(2 * np.pi * (200 + 150 * index) * t)
         clips.append((tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32))
     return clips
+
+
+# The tiny training corpus and run config shared by the training and encoder-cache tests.
+WORDS = ["the fox", "hello world", "lazy dog", "transcribe the audio", "quick brown fox", "world"]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    utterances = []
+    for index, clip in enumerate(make_clips([0.5 + 0.1 * i for i in range(12)], seed=4)):
+        path = root / f"{index}.wav"
+        soundfile.write(path, clip, 16000)
+        utterances.append(Utterance(path, WORDS[index % len(WORDS)], clip.size / 16000))
+    return write_manifest(root / "train.jsonl", utterances)
+
+
+def config_for(base_models, manifest, output_dir, **overrides):
+    values = dict(
+        output_dir=str(output_dir),
+        train_manifest=str(manifest),
+        model={"encoder": str(base_models["whisper"]), "llm": str(base_models["qwen2"])},
+        batch_size=3,
+        lr=3e-3,
+        warmup_steps=2,
+        max_steps=8,
+        log_every=1,
+        save_every=4,
+        seed=7,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from conftest import make_clips
 from typer.testing import CliRunner
 
-from audiograft.audio import load_audio
+from audiograft.audio.io import load_audio
 from audiograft.cli import app
-from audiograft.config import GraftConfig
-from conftest import make_clips
+from audiograft.modeling.config import GraftConfig
 
 runner = CliRunner()
 
@@ -76,7 +76,7 @@ def test_data_nonspeech_writes_a_manifest_of_empty_references(tmp_path):
 
 
 def test_eval_writes_json_and_report_and_survives_a_missing_file(base_models, tmp_path):
-    from audiograft.data import Utterance, write_manifest
+    from audiograft.manifest import Utterance, write_manifest
 
     graft_dir = tmp_path / "graft"
     runner.invoke(app, ["init", str(graft_dir), "--encoder", str(base_models["whisper"]), "--llm", str(base_models["qwen2"])])

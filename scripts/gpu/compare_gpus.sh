@@ -5,7 +5,7 @@ set -euo pipefail
 python3 - <<'PY'
 import dataclasses, json
 import yaml
-from audiograft.training import TrainConfig
+from audiograft.training.loop import TrainConfig
 base = TrainConfig.from_yaml("configs/default-stage1.yaml")
 for name, batch in (("gpu1", 32), ("gpu2", 16)):
     config = dataclasses.replace(base, output_dir=f"runs/compare-{name}", batch_size=batch, max_steps=400,

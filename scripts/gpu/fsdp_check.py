@@ -22,14 +22,19 @@ import soundfile
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM, WhisperConfig, WhisperForConditionalGeneration
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    WhisperConfig,
+    WhisperForConditionalGeneration,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from conftest import build_tokenizer  # noqa: E402  (the tests' small BPE tokenizer with a chat template)
 
-from audiograft.config import LoraSettings  # noqa: E402
-from audiograft.data import Utterance, write_manifest  # noqa: E402
-from audiograft.training import TrainConfig, read_log  # noqa: E402
+from audiograft.manifest import Utterance, write_manifest
+from audiograft.modeling.config import LoraSettings  # noqa: E402
+from audiograft.training.loop import TrainConfig, read_log  # noqa: E402
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from audiograft.data import read_manifest
-from audiograft.evaluation import evaluate_model
-from audiograft.model import GraftModel
-from audiograft.training import TrainConfig, train
+from audiograft.evaluation.runner import evaluate_model
+from audiograft.manifest import read_manifest
+from audiograft.modeling.model import GraftModel
+from audiograft.training.loop import TrainConfig, train
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 RESULTS = os.environ.get("RESULTS")

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from audiograft.config import GraftConfig
+from audiograft.modeling.config import GraftConfig
 
 app = typer.Typer(help="Graft a pretrained audio encoder onto a pretrained LLM.", no_args_is_help=True)
 data_app = typer.Typer(help="Build speech datasets.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
 @app.command()
 def setup(force: Annotated[bool, typer.Option(help="Convert again even if cached.")] = False) -> None:
     """Convert the built-in small preset's pretrained parts (whisper-base, SmolLM2-135M) into the local cache."""
-    from audiograft.pretrained import prepare_small_preset
+    from audiograft.presets.pretrained import prepare_small_preset
 
     preset = prepare_small_preset(force=force)
     console.print(f"encoder: {preset.encoder}\nllm:     {preset.llm}")
@@ -48,7 +48,7 @@ def init(
     encoder_context: Annotated[str, typer.Option(help="trim | full")] = "trim",
 ) -> None:
     """Create a graft with a fresh projector on top of two base models."""
-    from audiograft.model import GraftModel
+    from audiograft.modeling.model import GraftModel
 
     if preset == "small":
         encoder, llm = encoder or "audiograft:whisper-base", llm or "audiograft:smollm2-135m-instruct"
@@ -79,9 +79,9 @@ def transcribe(
     """Transcribe audio files, or do --task with them. Without --output-dir the text format prints one line per file
     (its name, a tab, the text) and the others print each file's rendering. A bad file is reported and the rest
     still run; the exit code is then 1."""
-    from audiograft.audio import AudioError
-    from audiograft.transcript import FILE_SUFFIXES, OUTPUT_FORMATS, render
-    from audiograft.transcription import Transcriber, TranscriptionOptions
+    from audiograft.audio.io import AudioError
+    from audiograft.inference.transcriber import Transcriber, TranscriptionOptions
+    from audiograft.inference.transcript import FILE_SUFFIXES, OUTPUT_FORMATS, render
 
     if output_format not in OUTPUT_FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(OUTPUT_FORMATS)}", param_hint="--format")
@@ -117,7 +117,7 @@ def merge(
     output: Annotated[Path, typer.Argument(help="Directory for the standalone merged graft.")],
 ) -> None:
     """Merge LoRA into the LLM and copy the base weights in: one self-contained directory for deployment."""
-    from audiograft.model import GraftModel
+    from audiograft.modeling.model import GraftModel
 
     GraftModel.from_pretrained(model).merge(output)
     console.print(f"wrote {output}")
@@ -142,8 +142,8 @@ def serve(
     request_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds from arrival to answer; past it, 504.")] = 300.0,
 ) -> None:
     """Serve OpenAI's POST /v1/audio/transcriptions (and GET /health), batching concurrent requests on the device."""
-    from audiograft.server import ServerSettings
-    from audiograft.server import serve as run_server
+    from audiograft.serving.server import ServerSettings
+    from audiograft.serving.server import serve as run_server
 
     settings = ServerSettings(
         model_name=model, api_key=api_key, use_prompt=use_prompt, max_batch_size=max_batch_size, batch_wait_seconds=batch_wait_ms / 1000,
@@ -161,8 +161,8 @@ def train(
     """Train one stage (projector, or projector + LoRA). Multi-GPU: `accelerate launch -m audiograft train ...`."""
     from accelerate import PartialState
 
-    from audiograft.training import TrainConfig
-    from audiograft.training import train as run_training
+    from audiograft.training.loop import TrainConfig
+    from audiograft.training.loop import train as run_training
 
     final = run_training(TrainConfig.from_yaml(config), resume=resume)
     if PartialState().is_main_process:
@@ -175,7 +175,7 @@ def plot(
     output: Annotated[Path | None, typer.Option(help="PNG path (default RUN_DIR/curves.png).")] = None,
 ) -> None:
     """Draw a run's loss, learning rate, gradient norm, throughput and dev WER to PNG."""
-    from audiograft.training import plot_run
+    from audiograft.training.loop import plot_run
 
     console.print(f"wrote {plot_run(run_dir, output)}")
 
@@ -199,7 +199,7 @@ def bench(
     """Time the seed's recipe against audiograft's fast path on random-weight grafts of full size."""
     from rich.table import Table
 
-    from audiograft.bench import BenchConfig, Measurement, run_bench, write_json
+    from audiograft.bench.harness import BenchConfig, Measurement, run_bench, write_json
 
     def items(text: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in text.split(",") if part.strip())
@@ -245,11 +245,12 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Score only the first N utterances.")] = None,
 ) -> None:
     """Corpus WER/CER (Whisper-normalised), speed, failure rates; optionally beside plain Whisper, with a report."""
-    from audiograft.data import read_manifest
-    from audiograft.evaluation import WhisperBaseline, evaluate_model, run_system, score
-    from audiograft.model import GraftModel
-    from audiograft.pretrained import resolve_base
-    from audiograft.report import write_report
+    from audiograft.evaluation.metrics import score
+    from audiograft.evaluation.report import write_report
+    from audiograft.evaluation.runner import WhisperBaseline, evaluate_model, run_system
+    from audiograft.manifest import read_manifest
+    from audiograft.modeling.model import GraftModel
+    from audiograft.presets.pretrained import resolve_base
 
     utterances = read_manifest(manifest)[:limit]
     graft = GraftModel.from_pretrained(model, device=device, merge_lora=True)
@@ -291,15 +292,15 @@ def align_train(
     """Train the word-timestamp head on the graft's frozen encoder frames and save it into the graft directory."""
     import tempfile
 
-    from audiograft.alignment import (
+    from audiograft.manifest import read_manifest
+    from audiograft.modeling.model import GraftModel
+    from audiograft.training.aligner import (
         encoder_frames,
         make_example,
         timing_errors,
         train_aligner,
     )
-    from audiograft.data import read_manifest
-    from audiograft.encoder_cache import EncoderCache
-    from audiograft.model import GraftModel
+    from audiograft.training.encoder_cache import EncoderCache
 
     graft = GraftModel.from_pretrained(model)
     with tempfile.TemporaryDirectory() as temporary:
@@ -324,7 +325,7 @@ def synth(
     """Synthesise a multi-voice English corpus, test voices and sentences held out; rerun to resume."""
     import os
 
-    from audiograft.synthesis import build_corpus
+    from audiograft.corpora.synthesis import build_corpus
 
     summary = build_corpus(output, utterances, seed=seed, workers=workers or os.cpu_count() or 1,
                            test_fraction=test_fraction)
@@ -340,8 +341,8 @@ def dev(
     examples: Annotated[Path, typer.Option(help="Directory holding jfk.flac.")] = Path("examples"),
 ) -> None:
     """Real human speech for evaluation (LibriVox sentences from pocketsphinx's sdist, the JFK sample)."""
-    from audiograft.data import read_manifest
-    from audiograft.devset import build_dev_manifest
+    from audiograft.corpora.devset import build_dev_manifest
+    from audiograft.manifest import read_manifest
 
     manifest = build_dev_manifest(output, examples)
     utterances = read_manifest(manifest)
@@ -354,8 +355,8 @@ def nonspeech(
     seed: Annotated[int, typer.Option(help="Same seed, same clips.")] = 0,
 ) -> None:
     """Silence, coloured noise and synthetic music with empty references: any output on them is a hallucination."""
-    from audiograft.data import read_manifest
-    from audiograft.devset import build_nonspeech_manifest
+    from audiograft.corpora.devset import build_nonspeech_manifest
+    from audiograft.manifest import read_manifest
 
     manifest = build_nonspeech_manifest(output, seed=seed)
     utterances = read_manifest(manifest)

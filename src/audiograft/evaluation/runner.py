@@ -1,0 +1,90 @@
+"""Running systems over a manifest: the graft through the Transcriber, and Whisper itself as the baseline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+from audiograft.audio.io import AudioError, load_audio
+from audiograft.evaluation.metrics import EvaluationResult, Hypothesis, score
+from audiograft.inference.transcriber import Transcriber, TranscriptionOptions
+from audiograft.inference.transcript import Transcript
+from audiograft.manifest import Utterance
+
+
+def run_system(
+    transcribe: Callable[[list[np.ndarray]], list[str] | list[Transcript]],
+    utterances: Sequence[Utterance],
+    batch_size: int,
+    description: str = "transcribing",
+    max_seconds: float | None = None,
+) -> tuple[list[Hypothesis], float]:
+    """Run a transcriber over manifest utterances, shortest first in batches; returns hypotheses and wall seconds.
+
+    `transcribe` gives a text or a Transcript per clip; a Transcript's words (timings, confidences) are scored too.
+    The clock covers loading audio and running the system, not loading the model. A file that cannot be
+    read, or is longer than `max_seconds`, becomes a Hypothesis with an error and the rest go on.
+    """
+    order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration)
+    hypotheses: dict[int, Hypothesis] = {}
+    start = time.perf_counter()
+    with Progress(transient=True) as progress:
+        task = progress.add_task(description, total=len(order))
+        for first in range(0, len(order), batch_size):
+            loaded = []
+            for index in order[first : first + batch_size]:
+                utterance = utterances[index]
+                record = Hypothesis(
+                    id=str(index), reference=utterance.text, hypothesis="", duration=utterance.duration,
+                    audio=str(utterance.audio), reference_words=utterance.words,
+                )
+                try:
+                    loaded.append((record, load_audio(utterance.audio, max_seconds=max_seconds)))
+                except AudioError as error:
+                    record.error = str(error)
+                hypotheses[index] = record
+            if loaded:
+                for (record, _), output in zip(loaded, transcribe([waveform for _, waveform in loaded])):
+                    if isinstance(output, Transcript):
+                        record.hypothesis = output.text
+                        record.words = [word for segment in output.segments for word in segment.words] or None
+                    else:
+                        record.hypothesis = output
+            progress.advance(task, len(order[first : first + batch_size]))
+    wall_seconds = time.perf_counter() - start
+    return [hypotheses[i] for i in range(len(utterances))], wall_seconds
+
+
+def evaluate_model(model: Any, utterances: Sequence[Utterance], batch_size: int = 8, name: str = "") -> EvaluationResult:
+    """Score a GraftModel on manifest utterances of any length, through the Transcriber as users run it (voice
+    activity gating, windows, decoding guards), with word timings wherever the model has a word aligner."""
+    transcriber = Transcriber(model, options=TranscriptionOptions(batch_size=batch_size))
+    transcribe = partial(transcriber.transcribe_batch, word_timestamps=transcriber.has_word_aligner)
+    hypotheses, wall_seconds = run_system(transcribe, utterances, batch_size)
+    return score(hypotheses, wall_seconds=wall_seconds, model=name, device=str(model.device), batch_size=batch_size)
+
+
+class WhisperBaseline:
+    """Whisper itself, decoder included, on the same audio: the encoder's own model as the reference point."""
+
+    def __init__(self, name_or_path: str, device: str = "cpu", dtype: torch.dtype | None = None):
+        dtype = dtype or (torch.float32 if torch.device(device).type == "cpu" else torch.float16)
+        self.name = name_or_path
+        self.device = torch.device(device)
+        self.processor = WhisperProcessor.from_pretrained(name_or_path)
+        self.model = WhisperForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
+
+    @torch.no_grad()
+    def transcribe(self, waveforms: list[np.ndarray]) -> list[str]:
+        features = self.processor.feature_extractor(
+            waveforms, sampling_rate=16_000, return_tensors="pt"
+        ).input_features.to(self.device, self.model.dtype)
+        tokens = self.model.generate(features, language="en", task="transcribe")
+        return [text.strip() for text in self.processor.batch_decode(tokens, skip_special_tokens=True)]

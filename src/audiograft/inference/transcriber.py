@@ -1,0 +1,383 @@
+"""Transcriber: audio of any length -> Transcript, the way faster-whisper's `WhisperModel.transcribe` does it.
+
+One pipeline, in order:
+1. voice activity (Silero VAD): a clip with no speech gives an empty transcript and never reaches the model;
+2. windows (`audiograft.audio.vad.plan_windows`): speech grouped into windows of at most the encoder's 30 s, cut only in
+   pauses, so every stretch of speech is heard exactly once;
+3. decoding: the windows of all clips in one batch stream, shortest first; each window's answer is bounded by its
+   duration, and an answer that loops or runs to its bound is decoded again at rising temperatures (Whisper's
+   fallback); if every temperature fails, the greedy answer is kept, cut after the loop's first copy;
+4. words: per-word confidence from the generated tokens' log-probabilities, and with `word_timestamps` times from
+   the model's word aligner on the window's encoder frames (`audiograft.inference.alignment`);
+5. stitching: windows become segments, their word times shifted from window to file time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from audiograft.audio.io import SAMPLE_RATE, AudioError, load_audio
+from audiograft.audio.vad import Span, SpeechDetector, plan_windows, speech_regions
+from audiograft.inference.alignment import (
+    ConfidenceCalibrator,
+    WordAligner,
+    words_from_tokens,
+)
+from audiograft.inference.guards import LOOP_MAX_NGRAM, LOOP_MIN_REPEATS, find_loop
+from audiograft.inference.transcript import Segment, Transcript, Word
+from audiograft.modeling.model import GraftModel, answer_token_budget
+from audiograft.modeling.prompting import conversation_messages
+
+logger = logging.getLogger(__name__)
+
+CHAT_MAX_NEW_TOKENS = 256
+
+
+@dataclass
+class TranscriptionOptions:
+    """Every setting of the pipeline in one place; `Transcriber.transcribe(..., **overrides)` replaces any of them."""
+
+    task: str | None = None  # any instruction; None: the model's own transcription instruction
+    batch_size: int = 8  # windows decoded together, across clips
+    word_timestamps: bool = False  # needs a model with a word aligner
+    # Windows: the defaults suit the built-in model, trained on single sentences of up to 14 s, which drops
+    # sentences when it hears several at once (benchmarks/RESULTS.md). A graft trained on long audio hears best
+    # with max_window_seconds=None (the encoder's whole 30 s) and split_pause_seconds=None (windows filled).
+    max_window_seconds: float | None = 15.0  # None: the encoder's window
+    split_pause_seconds: float | None = 0.1  # a pause this long ends a window ...
+    min_split_seconds: float = 1.5  # ... once the window is this long (a lone word or two is misheard)
+    speech_pad_seconds: float = 0.4  # silence kept around the speech of a window, when there is that much
+    speech_threshold: float = 0.5  # Silero speech probability that opens a speech region
+    min_speech_seconds: float = 0.25  # shorter bursts are not speech
+    min_silence_seconds: float = 0.1  # shorter gaps do not end a speech region
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # 0: greedy; each failure moves to the next
+    loop_max_ngram: int = LOOP_MAX_NGRAM
+    loop_min_repeats: int = LOOP_MIN_REPEATS
+    max_tokens_per_second: float = 8.0  # answer bound per second of window; speech needs about 3
+    max_new_tokens: int | None = None  # a fixed bound instead (answers to a --task need not scale with audio)
+    # Decode into a preallocated KV cache; on a GPU, transformers then compiles the decode step into CUDA graphs.
+    # Each new batch shape compiles once (about 30 s for a 7B LLM on an H200), so it pays off on long jobs and servers.
+    static_cache: bool = False
+
+
+@dataclass
+class _Answer:
+    """One window's generated words, with the raw confidence of each (from its token probabilities)."""
+
+    words: list[str]
+    raw_confidences: list[float]
+    failed: bool  # it loops, or ran to its token bound
+
+    def cut_after_loop(self, options: TranscriptionOptions) -> _Answer:
+        end = find_loop(self.words, options.loop_max_ngram, options.loop_min_repeats) or len(self.words)
+        return _Answer(self.words[:end], self.raw_confidences[:end], self.failed)
+
+
+@dataclass
+class _Window:
+    clip: int
+    span: Span
+    words: list[Word] = dataclasses.field(default_factory=list)  # times in seconds from the window start
+
+
+class _ChosenTokenLogprobs(LogitsProcessor):
+    """Log-probability, under the model's untempered distribution, of each token `generate` picks.
+
+    A processor sees the ids picked so far, so each call records the previous step's pick: one step of
+    log-probabilities is held at a time, where `output_logits` would keep every step's whole vocabulary.
+    """
+
+    def __init__(self) -> None:
+        self._picked: list[torch.Tensor] = []
+        self._previous: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._record(input_ids[:, -1:])
+        self._previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def _record(self, picked: torch.Tensor) -> None:
+        if self._previous is not None:
+            self._picked.append(self._previous.gather(1, picked).squeeze(1))
+
+    def finish(self, new_tokens: torch.Tensor) -> torch.Tensor:
+        """(rows, new tokens) log-probabilities, once `generate` has returned `new_tokens`."""
+        self._record(new_tokens[:, -1:])
+        return torch.stack(self._picked, dim=1).cpu()
+
+
+def stitch(windows: Sequence[tuple[Span, list[Word]]], duration: float) -> Transcript:
+    """One clip's transcript from its windows in time order: a segment per window that said something, its words
+    moved from window time to clip time."""
+    segments = []
+    for span, words in windows:
+        if not words:
+            continue
+        offset = span.start / SAMPLE_RATE
+        shifted = [
+            Word(
+                w.word,
+                None if w.start is None else w.start + offset,
+                None if w.end is None else w.end + offset,
+                w.confidence,
+            )
+            for w in words
+        ]
+        text = " ".join(w.word for w in words)
+        segments.append(Segment(len(segments), offset, span.end / SAMPLE_RATE, text, shifted))
+    return Transcript(" ".join(s.text for s in segments), duration, segments)
+
+
+class Transcriber:
+    """Transcribes (or answers `task` about) audio of any length with a GraftModel.
+
+    `device` applies when `model` is named ("default" or a saved graft directory); a GraftModel is used as it is.
+    """
+
+    def __init__(
+        self, model: GraftModel | str = "default", device: str = "cpu", options: TranscriptionOptions | None = None
+    ):
+        if not isinstance(model, GraftModel):
+            model = GraftModel.from_pretrained(model, device=device, merge_lora=True)
+        self.model = model
+        self.options = options or TranscriptionOptions()
+        self._speech = SpeechDetector()
+        # The model's trained companions, where it was saved with them: raw confidences stay uncalibrated without
+        # a calibrator, and word timestamps need the aligner.
+        directory = self.model.directory
+        self._calibrator = ConfidenceCalibrator.load(directory) if directory is not None else None
+        self._aligner = WordAligner.from_pretrained(directory) if directory is not None else None
+
+    @property
+    def has_word_aligner(self) -> bool:
+        return self._aligner is not None
+
+    def transcribe(self, audio: str | Path | np.ndarray, **option_overrides: Any) -> Transcript:
+        """One file or 16 kHz mono waveform, any length."""
+        if isinstance(audio, np.ndarray):
+            return self.transcribe_batch([audio], **option_overrides)[0]
+        return self.transcribe_batch([_checked(load_audio(audio), str(audio))], **option_overrides)[0]
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], **option_overrides: Any) -> list[Transcript]:
+        """16 kHz mono float waveforms of any length; the windows of all of them are batched together.
+
+        Every clip is checked before any is decoded, so a bad one costs no work (AudioError names it).
+        """
+        options = self._resolve(option_overrides)
+        waveforms = [_checked(audio, f"clip {index}") for index, audio in enumerate(audios)]
+        return self._transcribe(waveforms, options)
+
+    def transcribe_files(
+        self, paths: Sequence[str | Path], progress: bool = True, **option_overrides: Any
+    ) -> Iterator[tuple[Path, Transcript | AudioError]]:
+        """Each file with its transcript, in the given order; a file that cannot be read yields its AudioError and
+        the rest go on. Files are loaded a batch at a time and their windows decoded together."""
+        options = self._resolve(option_overrides)
+        paths = [Path(path) for path in paths]
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True, disable=not progress) as bar:
+            files = bar.add_task("files", total=len(paths))
+            seconds = bar.add_task("audio seconds", total=round(sum(map(_seconds_or_zero, paths))))
+            for first in range(0, len(paths), options.batch_size):
+                group = paths[first : first + options.batch_size]
+                results = [_loaded(path) for path in group]
+                readable = [index for index, result in enumerate(results) if isinstance(result, np.ndarray)]
+                transcripts = self._transcribe(
+                    [results[index] for index in readable], options, lambda done: bar.advance(seconds, done)
+                )
+                for index, transcript in zip(readable, transcripts):
+                    results[index] = transcript
+                yield from zip(group, results)
+                bar.advance(files, len(group))
+
+    def chat(self, conversation: list[dict], **generate_options: Any) -> str:
+        """The model's answer to a conversation of several turns and audio clips (Qwen-Audio-Chat style).
+
+        `conversation`: {"role": "system" | "user" | "assistant", "content": str | parts} messages, ending with a
+        user message; parts are {"type": "audio", "audio": path or 16 kHz waveform} and {"type": "text", "text": ...}.
+        The clips are numbered "Audio 1", "Audio 2", ... across the conversation; each must fit one encoder window.
+        `generate_options` go to `generate` (e.g. max_new_tokens, do_sample, temperature).
+        """
+        model = self.model
+        messages, clips = conversation_messages(conversation, model.config.system_prompt)
+        if not clips:
+            raise ValueError("the conversation holds no audio clip")
+        waveforms = [_clip(clip, f"audio {number}", model.encoder.max_seconds) for number, clip in enumerate(clips, 1)]
+        features, feature_lengths = model.encoder.featurize(waveforms, model.device)
+        prompt = model.prompter.encode_messages(messages, model.audio_token_counts(feature_lengths))
+        batch = model.prompter.collate([prompt], padding_side="left")
+        generate_options.setdefault("max_new_tokens", CHAT_MAX_NEW_TOKENS)
+        tokens = model.generate(**batch, input_features=features, feature_lengths=feature_lengths, **generate_options)
+        return model.tokenizer.decode(tokens[0], skip_special_tokens=True).strip()
+
+    def _resolve(self, overrides: dict[str, Any]) -> TranscriptionOptions:
+        options = dataclasses.replace(self.options, **overrides)
+        encoder_seconds = self.model.encoder.max_seconds
+        if options.max_window_seconds is not None and not 0 < options.max_window_seconds <= encoder_seconds:
+            raise ValueError(f"max_window_seconds must be in (0, {encoder_seconds:g}], the encoder's window")
+        if not options.temperatures:
+            raise ValueError("temperatures must hold at least one temperature (0 for greedy)")
+        if options.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {options.batch_size}")
+        if options.word_timestamps and self._aligner is None:
+            raise ValueError(
+                f"word timestamps need a word aligner trained for this model, and {self.model.directory or 'it'} has "
+                "none (see audiograft.inference.alignment)"
+            )
+        return options
+
+    def _transcribe(
+        self, waveforms: list[np.ndarray], options: TranscriptionOptions, advance: Callable[[float], None] | None = None
+    ) -> list[Transcript]:
+        windows = [
+            _Window(clip, span) for clip, waveform in enumerate(waveforms) for span in self._plan(waveform, options)
+        ]
+        by_length = sorted(windows, key=lambda w: w.span.seconds)
+        for first in range(0, len(by_length), options.batch_size):
+            batch = by_length[first : first + options.batch_size]
+            self._decode(batch, [waveforms[w.clip][w.span.start : w.span.end] for w in batch], options)
+            if advance is not None:
+                advance(sum(w.span.seconds for w in batch))
+        return [
+            stitch([(w.span, w.words) for w in windows if w.clip == clip], waveform.size / SAMPLE_RATE)
+            for clip, waveform in enumerate(waveforms)
+        ]
+
+    def _plan(self, waveform: np.ndarray, options: TranscriptionOptions) -> list[Span]:
+        probabilities = self._speech.probabilities(waveform)
+        regions = speech_regions(
+            probabilities, waveform.size, options.speech_threshold, options.min_speech_seconds,
+            options.min_silence_seconds,
+        )
+        max_seconds = options.max_window_seconds or self.model.encoder.max_seconds
+        split_pause = None if options.split_pause_seconds is None else int(options.split_pause_seconds * SAMPLE_RATE)
+        return plan_windows(
+            regions, probabilities, waveform.size, int(max_seconds * SAMPLE_RATE),
+            int(options.speech_pad_seconds * SAMPLE_RATE), split_pause, int(options.min_split_seconds * SAMPLE_RATE),
+        )
+
+    def _decode(self, windows: Sequence[_Window], clips: list[np.ndarray], options: TranscriptionOptions) -> None:
+        """Fills each window's words: decoded with fallback, scored, and timed when asked."""
+        model = self.model
+        inputs = model.prepare(clips, options.task, feature_device=model.device)
+        frames, frame_lengths = model.encode_audio(inputs.pop("input_features"), inputs.pop("feature_lengths"))
+        budgets = [options.max_new_tokens or answer_token_budget(clip.size / SAMPLE_RATE, options.max_tokens_per_second)
+                   for clip in clips]
+        answers: list[_Answer | None] = [None] * len(clips)
+        pending = list(range(len(clips)))
+        for temperature in options.temperatures:
+            rows = torch.tensor(pending)
+            attempt = self._generate(
+                {name: value[rows] for name, value in inputs.items()},
+                (frames[rows.to(frames.device)], frame_lengths[rows.to(frame_lengths.device)]),
+                [budgets[row] for row in pending],
+                temperature,
+                options,
+            )
+            for row, answer in zip(pending, attempt):
+                # The greedy answer is kept for the last resort; any answer that does not fail replaces it.
+                if answers[row] is None or not answer.failed:
+                    answers[row] = answer
+            pending = [row for row in pending if answers[row].failed]
+            if not pending:
+                break
+            logger.info("%d window(s) looped or ran on at temperature %g", len(pending), temperature)
+        for row, (window, answer) in enumerate(zip(windows, answers)):
+            if answer.failed:
+                answer = answer.cut_after_loop(options)
+            window.words = self._words(answer, frames[row, : int(frame_lengths[row])], options)
+
+    def _generate(
+        self,
+        inputs: dict[str, torch.Tensor],
+        encoded_audio: tuple[torch.Tensor, torch.Tensor],
+        budgets: list[int],
+        temperature: float,
+        options: TranscriptionOptions,
+    ) -> list[_Answer]:
+        model = self.model
+        logprobs = _ChosenTokenLogprobs()
+        sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+        new_tokens = model.generate(
+            **inputs, encoded_audio=encoded_audio, max_new_tokens=max(budgets), static_cache=options.static_cache,
+            logits_processor=LogitsProcessorList([logprobs]), **sampling,
+        ).cpu()
+        token_logprobs = logprobs.finish(new_tokens)
+        stops = set(model.prompter.stop_token_ids)
+        answers = []
+        for tokens, scores, budget in zip(new_tokens.tolist(), token_logprobs.tolist(), budgets):
+            stop = next((i for i, token in enumerate(tokens) if token in stops), None)
+            ran_on = stop is None or stop > budget
+            length = min(len(tokens) if stop is None else stop, budget)
+            answers.append(self._answer(tokens[:length], scores[:length], ran_on, options))
+        return answers
+
+    def _answer(self, tokens: list[int], logprobs: list[float], ran_on: bool, options: TranscriptionOptions) -> _Answer:
+        scored = words_from_tokens(self.model.tokenizer, tokens, logprobs)
+        words, confidences = [word for word, _ in scored], [confidence for _, confidence in scored]
+        looped = find_loop(words, options.loop_max_ngram, options.loop_min_repeats) is not None
+        return _Answer(words, confidences, failed=ran_on or looped)
+
+    def _words(self, answer: _Answer, frames: torch.Tensor, options: TranscriptionOptions) -> list[Word]:
+        calibrate = self._calibrator or float
+        confidences = [calibrate(raw) for raw in answer.raw_confidences]
+        times: list[tuple[float | None, float | None]] = [(None, None)] * len(answer.words)
+        if options.word_timestamps and answer.words:
+            times = self._aligner.align(frames.float().cpu(), answer.words)
+        return [Word(word, start, end, confidence)
+                for word, (start, end), confidence in zip(answer.words, times, confidences)]
+
+
+def _checked(waveform: np.ndarray, name: str) -> np.ndarray:
+    """A 16 kHz mono float waveform the encoder can take, or an AudioError naming the clip."""
+    waveform = np.asarray(waveform)
+    if waveform.ndim != 1 or waveform.size == 0:
+        raise AudioError(f"{name}: expected a non-empty 1-D waveform (16 kHz mono), got shape {waveform.shape}")
+    if not np.issubdtype(waveform.dtype, np.floating):
+        raise AudioError(f"{name}: expected float samples in [-1, 1], got {waveform.dtype}")
+    if not np.isfinite(waveform).all():
+        raise AudioError(f"{name}: holds NaN or infinite samples")
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def _loaded(path: Path) -> np.ndarray | AudioError:
+    try:
+        return _checked(load_audio(path), str(path))
+    except AudioError as error:
+        return error
+
+
+def _clip(audio: str | Path | np.ndarray, name: str, max_seconds: float) -> np.ndarray:
+    """A chat clip: a file or a waveform, no longer than one encoder window."""
+    if not isinstance(audio, np.ndarray):
+        return _checked(load_audio(audio, max_seconds=max_seconds), str(audio))
+    waveform = _checked(audio, name)
+    if waveform.size > max_seconds * SAMPLE_RATE:
+        raise AudioError(f"{name}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:g} s")
+    return waveform
+
+
+def _seconds_or_zero(path: Path) -> float:
+    # Only for the progress bar's total: an unreadable file is reported when it is loaded.
+    try:
+        return soundfile.info(str(path)).duration
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, OSError):
+        return 0.0

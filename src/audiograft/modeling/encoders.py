@@ -1,0 +1,226 @@
+"""Audio encoders: a Whisper encoder or Qwen2-Audio's audio tower, loaded without any decoder.
+
+Both encoders see log-mel features (100 frames/s, at most 30 s) and give one frame per 20 ms (Qwen2-Audio's tower pools again to 40 ms). `AudioEncoder` returns, for a batch,
+the frames of each clip and how many of them belong to the clip, so padding never reaches the LLM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from torch import nn
+from transformers import (
+    Qwen2AudioEncoder,
+    Qwen2AudioEncoderConfig,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+)
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from audiograft.modeling.config import EncoderContext
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+# Key prefixes under which each checkpoint type keeps its audio encoder; only these tensors are read.
+_ENCODER_PREFIXES = {
+    "whisper": ("model.encoder.", "encoder."),
+    "qwen2_audio": ("audio_tower.", "model.audio_tower."),
+    "qwen2_audio_encoder": ("",),
+}
+
+
+class AudioEncoder(nn.Module):
+    """A Whisper-style encoder that skips the cost of padding.
+
+    context="trim" runs the transformer on the clip's own frames (positional table sliced, padded
+    keys masked), so a 5 s clip costs a sixth of a 30 s one. context="full" runs the stock forward on
+    30 s of input and drops the padded frames afterwards, exactly as Qwen2-Audio does.
+    """
+
+    def __init__(self, model: WhisperEncoder | Qwen2AudioEncoder, context: EncoderContext = "trim"):
+        super().__init__()
+        self.model = model
+        self.context = context
+        self.pools = isinstance(model, Qwen2AudioEncoder)
+        self.feature_extractor = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.d_model
+
+    @property
+    def num_mel_bins(self) -> int:
+        return self.model.config.num_mel_bins
+
+    @property
+    def max_frames(self) -> int:
+        """Mel frames in a 30 s window, the longest input the positional table allows."""
+        return self.model.config.max_source_positions * 2
+
+    @property
+    def max_seconds(self) -> float:
+        return self.max_frames / 100
+
+    def featurize(
+        self, waveforms: list[np.ndarray], device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whisper's log-mel features of 16 kHz mono clips, computed on `device`, and the valid frames of each.
+
+        context="trim" pads to about the batch's longest clip: the padding would be masked and dropped
+        anyway, and a 5 s clip costs a sixth of the log-mel work. Each clip's valid frames are those of 30 s of padding. context="full" pads
+        every clip to 30 s, whose log-mel of silence Whisper saw in training.
+        """
+        max_seconds = self.max_seconds
+        for index, waveform in enumerate(waveforms):
+            if waveform.ndim != 1 or waveform.size == 0:
+                raise ValueError(f"clip {index}: expected a non-empty 1-D waveform, got shape {waveform.shape}")
+            if waveform.size > max_seconds * SAMPLE_RATE:
+                raise ValueError(f"clip {index}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:.0f} s")
+        hop = self.feature_extractor.hop_length
+        longest = max(waveform.size for waveform in waveforms)
+        # Trimmed: half a window of silence after the longest clip, so that every clip's last frames see zeros past
+        # its end as they do in 30 s of padding, then an even number of frames.
+        margin = self.feature_extractor.n_fft // 2
+        samples = self.max_frames * hop if self.context == "full" else -(-(longest + margin) // (2 * hop)) * 2 * hop
+        device = torch.device(device)
+        padded = torch.zeros(len(waveforms), samples, pin_memory=device.type == "cuda")
+        for row, waveform in enumerate(waveforms):
+            padded[row, : waveform.size] = torch.from_numpy(np.asarray(waveform, dtype=np.float32))
+        lengths = torch.tensor([-(-waveform.size // hop) for waveform in waveforms])
+        return self._log_mel(padded.to(device, non_blocking=True)), lengths
+
+    def encode_clips(self, waveforms: list[np.ndarray]) -> list[tuple[torch.Tensor, int]]:
+        """Each clip's own encoder frames (frames, d_model) and log-mel length, the clips run as one batch."""
+        device = next(self.parameters()).device
+        features, feature_lengths = self.featurize(waveforms, device)
+        frames, frame_lengths = self(features, feature_lengths.to(device))
+        return [(frames[row, :count], int(length))
+                for row, (count, length) in enumerate(zip(frame_lengths.tolist(), feature_lengths.tolist()))]
+
+    def _log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
+        # WhisperFeatureExtractor's own torch computation, kept on the device: the extractor returns NumPy, so on a
+        # GPU its features would make a round trip through host memory (1 s of a 6 s batch of 256 x 30 s clips).
+        extractor = self.feature_extractor
+        window = torch.hann_window(extractor.n_fft, device=waveforms.device)
+        stft = torch.stft(waveforms, extractor.n_fft, extractor.hop_length, window=window, return_complex=True)
+        power = (stft[..., :-1].abs() ** 2).contiguous()
+        filters = torch.from_numpy(extractor.mel_filters).to(waveforms.device, torch.float32)
+        log_spec = torch.clamp(filters.T @ power, min=1e-10).log10()
+        ceiling = log_spec.amax(dim=(1, 2), keepdim=True)
+        return (torch.maximum(log_spec, ceiling - 8.0) + 4.0) / 4.0
+
+    def output_lengths(self, feature_lengths: torch.Tensor) -> torch.Tensor:
+        lengths = (feature_lengths - 1) // 2 + 1
+        return (lengths - 2) // 2 + 1 if self.pools else lengths
+
+    def forward(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_features: (batch, mel, frames), padded; feature_lengths: valid frames per clip."""
+        if int(feature_lengths.max()) > self.max_frames:
+            raise ValueError(f"clips longer than {self.max_frames // 100} s must be split before encoding")
+        input_features = input_features.to(self.model.conv1.weight.dtype)
+        output_lengths = self.output_lengths(feature_lengths)
+        if self.context == "full":
+            hidden = self._forward_full(input_features, feature_lengths)
+        else:
+            hidden = self._forward_trimmed(input_features, feature_lengths)
+        return hidden[:, : int(output_lengths.max())], output_lengths
+
+    def _forward_full(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> torch.Tensor:
+        if input_features.shape[-1] < self.max_frames:
+            input_features = nn.functional.pad(input_features, (0, self.max_frames - input_features.shape[-1]))
+        # Whisper was trained attending to its padding; Qwen2-Audio masks it, and parity needs the same.
+        mask = self._key_mask(feature_lengths, self.max_frames // 2) if self.pools else None
+        return self.model(input_features, attention_mask=mask).last_hidden_state
+
+    def _forward_trimmed(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> torch.Tensor:
+        # Frames past each clip are zeroed and the window is an even number of frames, so a clip's
+        # output does not depend on the clips it is batched with (conv padding sees zeros either way).
+        frames = int(feature_lengths.max())
+        frames += frames % 2
+        valid = torch.arange(frames, device=input_features.device)[None, :] < feature_lengths[:, None]
+        features = input_features[..., :frames] * valid[:, None, :].to(input_features.dtype)
+
+        model = self.model
+        hidden = nn.functional.gelu(model.conv1(features))
+        hidden = nn.functional.gelu(model.conv2(hidden)).permute(0, 2, 1)
+        hidden = hidden + model.embed_positions.weight[: hidden.shape[1]]
+        mask = self._key_mask(feature_lengths, hidden.shape[1])
+        for layer in model.layers:
+            hidden = layer(hidden, mask)
+        if self.pools:
+            hidden = model.avg_pooler(hidden.permute(0, 2, 1)).permute(0, 2, 1)
+        return model.layer_norm(hidden)
+
+    def _key_mask(self, feature_lengths: torch.Tensor, positions: int) -> torch.Tensor | None:
+        encoded_lengths = (feature_lengths - 1) // 2 + 1
+        valid = (torch.arange(positions, device=feature_lengths.device)[None, :] < encoded_lengths[:, None]).long()
+        probe = torch.zeros(valid.shape[0], positions, 1, dtype=self.model.conv1.weight.dtype, device=valid.device)
+        return create_bidirectional_mask(config=self.model.config, inputs_embeds=probe, attention_mask=valid)
+
+
+def load_encoder(
+    name_or_path: str, context: EncoderContext = "trim", dtype: torch.dtype = torch.float32
+) -> AudioEncoder:
+    """Load the audio encoder of a Whisper or Qwen2-Audio checkpoint (hub id or local directory).
+
+    Only the encoder's tensors are read from the safetensors files, so a large Whisper decoder or
+    Qwen2-Audio's 7B LLM never enters memory. The encoder is frozen and in eval mode.
+    """
+    directory = _resolve_checkpoint(name_or_path)
+    config_dict = json.loads((directory / "config.json").read_text())
+    model_type = config_dict.get("model_type")
+    if model_type == "whisper":
+        config = WhisperConfig.from_dict(config_dict)
+        model_class = WhisperEncoder
+    elif model_type == "qwen2_audio":
+        config = Qwen2AudioEncoderConfig.from_dict(config_dict["audio_config"])
+        model_class = Qwen2AudioEncoder
+    elif model_type == "qwen2_audio_encoder":
+        config = Qwen2AudioEncoderConfig.from_dict(config_dict)
+        model_class = Qwen2AudioEncoder
+    else:
+        raise ValueError(f"{name_or_path}: unsupported encoder model_type {model_type!r} (whisper or qwen2_audio)")
+
+    with torch.device("meta"):
+        model = model_class(config)
+    state_dict = _read_prefixed_tensors(directory, _ENCODER_PREFIXES[model_type])
+    missing = set(model.state_dict()) - set(state_dict)
+    if missing:
+        raise ValueError(f"{name_or_path}: encoder weights missing from checkpoint: {sorted(missing)[:5]}")
+    model.load_state_dict(state_dict, assign=True, strict=False)
+    model.to(dtype).eval().requires_grad_(False)
+    logger.info("loaded %s encoder from %s (%d layers)", model_type, name_or_path, config.encoder_layers)
+    return AudioEncoder(model, context)
+
+
+def _resolve_checkpoint(name_or_path: str) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or name_or_path.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"encoder directory {name_or_path} does not exist")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(name_or_path, allow_patterns=["*.json", "*.safetensors"]))
+
+
+def _read_prefixed_tensors(directory: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{directory} holds no .safetensors weights")
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as reader:
+            for key in reader.keys():
+                prefix = next((p for p in prefixes if key.startswith(p)), None)
+                if prefix is not None:
+                    tensors.setdefault(key[len(prefix) :], reader.get_tensor(key))
+    return tensors

@@ -1,0 +1,81 @@
+"""An on-disk cache of the frozen encoder's output, for multi-epoch training.
+
+The encoder is frozen in both stages. Without waveform augmentation or SpecAugment a clip's encoder frames are
+the same every epoch, so they are computed once and later epochs skip audio decoding, log-mel and the encoder.
+One safetensors file per clip, named by a hash of the audio file's path, size and modification time, under
+a directory named by the encoder and how it is run: a changed file or another encoder never hits a stale entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
+
+from audiograft.audio.io import AudioError, load_audio
+from audiograft.manifest import Utterance
+from audiograft.modeling.encoders import AudioEncoder
+
+logger = logging.getLogger(__name__)
+
+
+class EncoderCache:
+    def __init__(self, directory: str | Path, encoder: AudioEncoder, encoder_name: str):
+        self.encoder = encoder
+        dtype = str(next(encoder.parameters()).dtype)
+        fingerprint = hashlib.sha1(f"{encoder_name}|{encoder.context}|{dtype}".encode()).hexdigest()[:16]
+        self.directory = Path(directory) / fingerprint
+
+    def path(self, audio: str | Path) -> Path:
+        audio = Path(audio).resolve()
+        stat = audio.stat()
+        key = hashlib.sha1(f"{audio}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+        return self.directory / key[:2] / f"{key}.safetensors"
+
+    def load(self, audio: str | Path) -> tuple[torch.Tensor, int]:
+        """The clip's encoder frames (frames, d_encoder) and its log-mel length."""
+        tensors = load_file(self.path(audio))
+        return tensors["frames"], int(tensors["feature_length"])
+
+    @torch.inference_mode()
+    def fill(self, utterances: Sequence[Utterance], batch_size: int = 16) -> int:
+        """Encode every clip not cached yet, shortest first in batches; returns how many were encoded.
+
+        Clips that cannot be read are left out here; the dataset reports them when it meets them.
+        """
+        missing = []
+        for utterance in utterances:
+            try:
+                if not self.path(utterance.audio).is_file():
+                    missing.append(utterance)
+            except OSError:
+                continue
+        missing.sort(key=lambda u: u.duration)
+        with Progress(transient=True) as progress:
+            task = progress.add_task("caching encoder output", total=len(missing))
+            for start in range(0, len(missing), batch_size):
+                loaded = []
+                for utterance in missing[start : start + batch_size]:
+                    try:
+                        loaded.append((utterance, load_audio(utterance.audio, max_seconds=self.encoder.max_seconds)))
+                    except AudioError as error:
+                        logger.warning("not cached: %s", error)
+                if loaded:
+                    encoded = self.encoder.encode_clips([waveform for _, waveform in loaded])
+                    for (utterance, _), (frames, feature_length) in zip(loaded, encoded):
+                        self._write(utterance.audio, frames, feature_length)
+                progress.advance(task, len(missing[start : start + batch_size]))
+        return len(missing)
+
+    def _write(self, audio: Path, frames: torch.Tensor, feature_length: int) -> None:
+        path = self.path(audio)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        save_file({"frames": frames.cpu().contiguous(), "feature_length": torch.tensor(feature_length)}, temporary)
+        os.replace(temporary, path)

@@ -1,0 +1,143 @@
+"""The synthetic corpus builder, on a tiny corpus made by whichever TTS engines are installed."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from audiograft.corpora import synthesis
+from audiograft.corpora.synthesis import (
+    Voice,
+    align_words,
+    build_corpus,
+    normalise_sentence,
+)
+from audiograft.manifest import WordTiming
+
+UTTERANCES = 12
+
+requires_engine = pytest.mark.skipif(
+    not any(engine.is_installed() for engine in synthesis.ENGINES), reason="no TTS engine installed"
+)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def voices() -> list[Voice]:
+    found = synthesis.available_voices()
+    if len(found) < 2:
+        pytest.skip("holding voices out needs at least two installed voices")
+    return found
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, voices) -> Path:
+    if not (shutil.which("bible") or Path("/usr/share/wordnet").is_dir()):
+        pytest.skip("no text source installed (bible-kjv, wordnet-base)")
+    out_dir = tmp_path_factory.mktemp("corpus")
+    summary = build_corpus(out_dir, UTTERANCES, seed=3, workers=2, test_fraction=0.25, progress=False)
+    assert summary.failed == 0
+    assert sum(summary.utterances.values()) == UTTERANCES
+    return out_dir
+
+
+def test_normalise_sentence_keeps_plain_sentences_and_drops_unreadable_ones():
+    assert normalise_sentence("the ship was  grounded by the storm") == "The ship was grounded by the storm."
+    assert normalise_sentence("And the LORD said unto Moses, Go in.") == "And the Lord said unto Moses, Go in."
+    assert normalise_sentence("-v is read as an option by the engines") is None
+    assert normalise_sentence("he paid 30 dollars for the old book") is None
+    assert normalise_sentence("too short here") is None
+    assert normalise_sentence(" ".join(["word"] * 30)) is None
+
+
+def test_align_words_splits_a_merged_phoneme_group_at_the_phoneme_boundary():
+    # "in the" spoken as one group "ɪnðə", as espeak-ng phonemises it; Piper times stress marks.
+    timed = [("ɪ", 0.0, 0.1), ("n", 0.1, 0.2), ("ð", 0.2, 0.3), ("ə", 0.3, 0.4), (" ", 0.4, 0.45)]
+    timed += [("ˈ", 0.45, 0.5), ("ɛnd", 0.5, 0.9)]
+    words = align_words(["In", "the", "end."], ["ˈɪn", "ðə", "ˈɛnd"], timed)
+    assert words == [WordTiming("In", 0.0, 0.2), WordTiming("the", 0.2, 0.4), WordTiming("end", 0.45, 0.9)]
+
+
+def test_align_words_refuses_phonemes_that_do_not_match():
+    assert align_words(["cat"], ["kæt"], [("d", 0.0, 0.1), ("ɔ", 0.1, 0.2), ("ɡ", 0.2, 0.3)]) is None
+
+
+def test_plan_is_reproducible_and_held_out_by_voice_and_sentence(voices):
+    sentences = [f"Sentence number {word} is here today." for word in "abcdefghijklmnopqrst"]
+    plan = synthesis.plan_corpus(40, voices, sentences, seed=5, test_fraction=0.2)
+    assert plan == synthesis.plan_corpus(40, voices, sentences, seed=5, test_fraction=0.2)
+    assert plan[:10] == synthesis.plan_corpus(10, voices, sentences, seed=5, test_fraction=0.2)
+    assert plan != synthesis.plan_corpus(40, voices, sentences, seed=6, test_fraction=0.2)
+    by_split = {split: [u for u in plan if u.split == split] for split in synthesis.SPLITS}
+    assert len(by_split["test"]) == 8
+    assert not {u.voice for u in by_split["train"]} & {u.voice for u in by_split["test"]}
+    assert not {u.text for u in by_split["train"]} & {u.text for u in by_split["test"]}
+    assert all(synthesis.RATE_RANGE[0] <= u.rate <= synthesis.RATE_RANGE[1] for u in plan)
+
+
+@requires_engine
+def test_manifest_lines_describe_readable_16k_audio(corpus):
+    records = read_jsonl(corpus / "manifest.jsonl")
+    assert len(records) == UTTERANCES
+    for record in records:
+        assert {"audio", "text", "duration", "speaker", "split"} <= record.keys()
+        assert record["split"] in ("train", "test")
+        info = soundfile.info(str(corpus / record["audio"]))
+        assert info.samplerate == 16_000 and info.channels == 1
+        assert info.duration == pytest.approx(record["duration"], abs=1e-3)
+        assert record["duration"] > 0.5
+
+
+@requires_engine
+def test_splits_are_disjoint_by_voice_and_sentence(corpus):
+    train = read_jsonl(corpus / "train.jsonl")
+    test = read_jsonl(corpus / "test.jsonl")
+    assert len(test) == UTTERANCES // 4 and len(train) + len(test) == UTTERANCES
+    assert not {r["speaker"] for r in train} & {r["speaker"] for r in test}
+    assert not {r["text"] for r in train} & {r["text"] for r in test}
+
+
+@requires_engine
+def test_same_seed_gives_the_same_assignment(corpus, voices):
+    plan = synthesis.plan_corpus(UTTERANCES, voices, synthesis.load_sentences(), seed=3, test_fraction=0.25)
+    records = read_jsonl(corpus / "manifest.jsonl")
+    assert [(r["text"], r["speaker"], r["rate"], r["pitch"]) for r in records] == [
+        (u.text, u.voice.id, u.rate, u.pitch) for u in plan
+    ]
+
+
+@requires_engine
+def test_word_timings_are_ordered_and_inside_the_audio(corpus):
+    for record in read_jsonl(corpus / "manifest.jsonl"):
+        words = record.get("words")
+        if words is None:
+            continue
+        assert [w["word"] for w in words] == [w.strip(",.;:?!'") for w in record["text"].split()]
+        assert all(0 <= w["start"] < w["end"] <= record["duration"] + 1e-3 for w in words)
+        assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(words))
+
+
+@requires_engine
+def test_rerun_only_redoes_what_is_missing(corpus):
+    records = read_jsonl(corpus / "manifest.jsonl")
+    removed = corpus / records[4]["audio"]
+    removed.unlink()
+    (corpus / "manifest.jsonl").write_text("")
+    kept = {
+        r["audio"]: (corpus / r["audio"]).stat().st_mtime_ns for r in records if corpus / r["audio"] != removed
+    }
+
+    summary = build_corpus(corpus, UTTERANCES, seed=3, workers=1, test_fraction=0.25, progress=False)
+
+    assert sum(summary.utterances.values()) == UTTERANCES
+    assert removed.exists()
+    assert {audio: (corpus / audio).stat().st_mtime_ns for audio in kept} == kept
+    assert [r["audio"] for r in read_jsonl(corpus / "manifest.jsonl")] == [r["audio"] for r in records]

@@ -1,0 +1,157 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import make_clips
+
+from audiograft.manifest import (
+    ManifestError,
+    Utterance,
+    WordTiming,
+    read_manifest,
+    write_manifest,
+)
+from audiograft.training.data import (
+    HuggingFaceSpeechDataset,
+    LengthBucketSampler,
+    SpecAugment,
+    SpeechCollator,
+    SpeechDataset,
+)
+
+
+def write_lines(path, records):
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")
+    return path
+
+
+def test_manifest_round_trip_resolves_relative_audio(tmp_path):
+    utterances = [
+        Utterance(tmp_path / "audio" / "a.flac", "hello there", 1.5, [WordTiming("hello", 0.1, 0.5)], "slt", "train"),
+        Utterance(tmp_path / "audio" / "b.flac", "good day", 2.0, split="test"),
+    ]
+    path = write_manifest(tmp_path / "manifest.jsonl", utterances)
+    assert json.loads(path.read_text().splitlines()[0])["audio"] == "audio/a.flac"
+    assert read_manifest(path) == utterances
+    assert read_manifest(path, split="test") == utterances[1:]
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ("{not json", "not valid JSON"),
+        ({"text": "x", "duration": 1}, "missing 'audio'"),
+        ({"audio": "a.wav", "text": 3, "duration": 1}, "'text' has the wrong type"),
+        ({"audio": "a.wav", "text": "x", "duration": -1}, "'duration' must be positive"),
+        ({"audio": "a.wav", "text": "x", "duration": 1, "words": [{"word": "x"}]}, "word 0 needs"),
+        ({"audio": "a.wav", "text": "x", "duration": 1, "words": [{"word": "x", "start": 0.5, "end": 0.2}]},
+         r"word 0 \(.x.\) has start 0.5 after end 0.2"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_manifest_errors_name_the_line(tmp_path, bad_line, message):
+    good = {"audio": "a.wav", "text": "fine", "duration": 1.0}
+    path = write_lines(tmp_path / "m.jsonl", [good, bad_line])
+    with pytest.raises(ManifestError, match=f"m.jsonl:2: {message}"):
+        read_manifest(path)
+    with pytest.raises(ManifestError, match="no such manifest"):
+        read_manifest(tmp_path / "absent.jsonl")
+
+
+def test_dataset_reports_bad_files_without_failing(tmp_path):
+    soundfile.write(tmp_path / "good.wav", make_clips([1.0])[0], 16000)
+    soundfile.write(tmp_path / "long.wav", make_clips([31.0])[0], 16000)
+    dataset = SpeechDataset(
+        [Utterance(tmp_path / "good.wav", "ok", 1.0), Utterance(tmp_path / "gone.wav", "x", 1.0),
+         Utterance(tmp_path / "long.wav", "y", 31.0)],
+        max_seconds=30,
+    )
+    good, bad, long = dataset[0], dataset[1], dataset[2]
+    assert good.error is None and good.waveform.shape == (16000,)
+    assert bad.waveform is None and "gone.wav: no such file" in bad.error
+    assert long.waveform is None and "longer than 30 s" in long.error
+
+
+def test_dataset_augmentation_is_seeded_per_epoch_and_item(tmp_path):
+    soundfile.write(tmp_path / "a.wav", make_clips([1.0])[0], 16000)
+
+    def augment(waveform, rng):
+        return waveform + rng.standard_normal(waveform.size).astype(np.float32)
+
+    dataset = SpeechDataset([Utterance(tmp_path / "a.wav", "ok", 1.0)], augment=augment, seed=3)
+    first = dataset[0].waveform
+    assert np.array_equal(first, dataset[0].waveform)
+    dataset.set_epoch(1)
+    assert not np.array_equal(first, dataset[0].waveform)
+
+
+def test_bucket_sampler_groups_similar_lengths_deterministically():
+    rng = np.random.default_rng(0)
+    durations = rng.uniform(1, 20, 400).tolist()
+    sampler = LengthBucketSampler(durations, batch_size=8, seed=1)
+    batches = sampler.batches()
+    assert sorted(i for b in batches for i in b) == list(range(400))
+    assert batches == LengthBucketSampler(durations, batch_size=8, seed=1).batches()
+    sampler.skip = 3
+    assert list(sampler) == batches[3:] and len(sampler) == len(batches) - 3
+    sampler.set_epoch(1)
+    assert sampler.batches() != batches
+    padding = sum(max(durations[i] for i in b) * len(b) - sum(durations[i] for i in b) for b in batches)
+    random_batches = [list(range(s, s + 8)) for s in range(0, 400, 8)]
+    random_padding = sum(max(durations[i] for i in b) * len(b) - sum(durations[i] for i in b) for b in random_batches)
+    assert padding < 0.1 * random_padding
+
+
+def test_bucket_sampler_caps_padded_seconds():
+    durations = [1.0] * 10 + [10.0] * 10
+    batches = LengthBucketSampler(durations, batch_size=8, max_batch_seconds=25, seed=0).batches()
+    assert all(max(durations[i] for i in b) * len(b) <= 25 for b in batches)
+    assert len(LengthBucketSampler(durations, batch_size=8, max_batch_seconds=25)) == len(batches)
+
+
+def test_spec_augment_masks_only_valid_frames():
+    features = torch.randn(2, 80, 3000)
+    lengths = torch.tensor([3000, 400])
+    augment = SpecAugment(freq_masks=2, freq_width=10, time_masks=2)
+    masked = augment(features, lengths, torch.Generator().manual_seed(0))
+    assert torch.equal(masked[1, :, 400:], features[1, :, 400:])
+    assert (masked != features).any()
+    assert torch.equal(masked, augment(features, lengths, torch.Generator().manual_seed(0)))
+
+
+def test_collator_builds_training_batch_and_drops_bad_examples(base_models):
+    from audiograft import GraftConfig, GraftModel
+    from audiograft.modeling.prompting import IGNORE_INDEX
+    from audiograft.training.data import Example
+
+    model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
+    clips = make_clips([1.0, 2.0])
+    examples = [Example(0, "the fox", clips[0], seed_key=(0, 0, 0)), Example(1, "lost", error="gone.wav: no such file"),
+                Example(2, "hello world", clips[1], seed_key=(0, 0, 2))]
+    collator = SpeechCollator(model, spec_augment=SpecAugment())
+    batch = collator(examples)
+    assert torch.equal(batch["input_features"], collator(examples)["input_features"])
+    assert batch["input_features"].shape == (2, 80, 202)  # the longest clip (1 s) and a half window of silence
+    assert batch["labels"].shape == batch["input_ids"].shape
+    learned = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist()
+    assert model.tokenizer.decode(learned[:-1]) == "the fox"
+    assert SpeechCollator(model)([examples[1]]) is None
+
+
+def test_hugging_face_dataset_columns_and_resampling():
+    class FakeDataset:
+        column_names = ["audio", "sentence"]
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return {"audio": {"array": np.zeros(8000), "sampling_rate": 8000}, "sentence": "hi"}
+
+    dataset = HuggingFaceSpeechDataset(FakeDataset(), text_column="sentence")
+    example = dataset[0]
+    assert example.text == "hi" and example.waveform.shape == (16000,)
+    with pytest.raises(ValueError, match="no column"):
+        HuggingFaceSpeechDataset(FakeDataset())

@@ -1,0 +1,63 @@
+import os
+
+import pytest
+import soundfile
+import torch
+from conftest import config_for
+
+from audiograft.manifest import Utterance, read_manifest
+from audiograft.modeling.config import GraftConfig
+from audiograft.modeling.model import GraftModel
+from audiograft.training.data import SpeechDataset
+from audiograft.training.encoder_cache import EncoderCache
+from audiograft.training.loop import read_log, train
+
+
+@pytest.fixture(scope="module")
+def graft(base_models):
+    return GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
+
+
+def test_fill_encodes_each_clip_once_and_matches_the_encoder(graft, manifest, tmp_path):
+    utterances = read_manifest(manifest)
+    cache = EncoderCache(tmp_path, graft.encoder, "whisper-tiny-test")
+    assert cache.fill(utterances, batch_size=5) == len(utterances)
+    assert cache.fill(utterances) == 0
+    assert len(list(cache.directory.rglob("*.safetensors"))) == len(utterances)
+
+    frames, feature_length = cache.load(utterances[3].audio)
+    waveform, _ = soundfile.read(utterances[3].audio, dtype="float32")
+    features, lengths = graft.encoder.featurize([waveform])
+    expected, frame_lengths = graft.encoder(features, lengths)
+    assert feature_length == int(lengths[0]) and frames.shape[0] == int(frame_lengths[0])
+    torch.testing.assert_close(frames, expected[0, : frame_lengths[0]], atol=1e-5, rtol=1e-4)
+
+    os.utime(utterances[3].audio, ns=(1, 1))  # a changed file is a miss, never a stale hit
+    assert cache.fill(utterances) == 1
+    assert EncoderCache(tmp_path, graft.encoder, "another-encoder").fill(utterances[:2]) == 2
+
+
+def test_dataset_reports_an_uncached_clip_and_refuses_augmentation(graft, tmp_path):
+    path = tmp_path / "a.wav"
+    soundfile.write(path, torch.zeros(1600).numpy(), 16000)
+    cache = EncoderCache(tmp_path / "cache", graft.encoder, "whisper-tiny-test")
+    example = SpeechDataset([Utterance(path, "hi", 0.1)], encoder_cache=cache)[0]
+    assert example.error is not None and "a.wav: not in the encoder cache" in example.error
+    with pytest.raises(ValueError, match="cannot be augmented"):
+        SpeechDataset([Utterance(path, "hi", 0.1)], augment=lambda w, rng: w, encoder_cache=cache)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_training_from_the_cache_matches_training_from_audio(base_models, manifest, tmp_path, stage):
+    # The encoder is frozen in both stages, so stage 2 (LoRA) can train from cached frames as well.
+    plain = config_for(base_models, manifest, tmp_path / "plain", max_steps=6, stage=stage)
+    cached = config_for(base_models, manifest, tmp_path / "cached", max_steps=6, stage=stage,
+                        encoder_cache=str(tmp_path / "cache"))
+    train(plain)
+    train(cached)
+    plain_losses = [r["loss"] for r in read_log(tmp_path / "plain") if "loss" in r]
+    cached_losses = [r["loss"] for r in read_log(tmp_path / "cached") if "loss" in r]
+    assert cached_losses == pytest.approx(plain_losses, rel=1e-4)
+    assert any((tmp_path / "cache").rglob("*.safetensors"))
+    with pytest.raises(ValueError, match="encoder_cache needs training without augment"):
+        config_for(base_models, manifest, tmp_path, encoder_cache="c", augment=True)

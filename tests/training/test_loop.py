@@ -1,0 +1,188 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from conftest import config_for
+from safetensors.torch import load_file
+
+from audiograft.modeling.config import LoraSettings
+from audiograft.training.loop import (
+    TrainingDiverged,
+    build_model,
+    make_accelerator,
+    plot_run,
+    read_log,
+    train,
+)
+
+
+def test_stage_parameters_that_train(base_models, manifest, tmp_path):
+    accelerator = make_accelerator(config_for(base_models, manifest, tmp_path))
+    stage1 = build_model(config_for(base_models, manifest, tmp_path), accelerator)
+    trainable = {n for n, p in stage1.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in stage1.projector.named_parameters(prefix="projector")}
+
+    config = config_for(base_models, manifest, tmp_path, stage=2, lora=LoraSettings(r=2, alpha=4))
+    stage2 = build_model(config, accelerator)
+    trainable = {n for n, p in stage2.named_parameters() if p.requires_grad}
+    lora = {n for n in trainable if "lora_" in n}
+    assert trainable - lora == {n for n, _ in stage2.projector.named_parameters(prefix="projector")}
+    assert lora and all(n.startswith("llm.") for n in lora)
+    assert len(lora) == 2 * 7 * 2  # A and B for 7 linear kinds in each of 2 layers
+    assert not any(p.requires_grad for p in stage2.encoder.parameters())
+
+    vl = config_for(base_models, manifest, tmp_path, stage=2,
+                    model={"encoder": str(base_models["whisper"]), "llm": str(base_models["qwen2_vl"])})
+    vl_model = build_model(vl, accelerator)
+    assert not any("visual" in n for n, p in vl_model.named_parameters() if p.requires_grad)
+
+
+def test_qlora_stage2_trains_lora_over_a_4bit_llm(base_models, manifest, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes
+    from conftest import save_causal_lm
+
+    # bitsandbytes' CPU kernels need layer widths in multiples of 64.
+    llm = save_causal_lm(tmp_path / "llama64", "llama", hidden_size=64, intermediate_size=128)
+    config = config_for(base_models, manifest, tmp_path / "run", stage=2, qlora=True, max_steps=6,
+                        lora=LoraSettings(r=4, alpha=8), model={"encoder": str(base_models["whisper"]), "llm": str(llm)})
+    model = build_model(config, make_accelerator(config))
+    quantized = [n for n, m in model.llm.named_modules() if isinstance(m, bitsandbytes.nn.Linear4bit)]
+    assert len(quantized) == 2 * 7
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if "lora_" not in n} == {n for n, _ in model.projector.named_parameters(prefix="projector")}
+
+    final = train(config)
+    losses = [r["loss"] for r in read_log(tmp_path / "run") if "loss" in r]
+    assert len(losses) == 6 and all(map(math.isfinite, losses))
+    assert (final / "lora" / "adapter_model.safetensors").is_file()
+    with pytest.raises(ValueError, match="qlora applies to stage 2"):
+        config_for(base_models, manifest, tmp_path, qlora=True)
+
+
+def test_two_stages_on_cpu_reduce_the_loss_and_save_adapters(base_models, manifest, tmp_path):
+    stage1 = train(config_for(base_models, manifest, tmp_path / "s1", max_steps=12, dev_manifest=str(manifest),
+                              eval_every=12, eval_utterances=3))
+    losses = [r["loss"] for r in read_log(tmp_path / "s1") if "loss" in r]
+    assert [(r["step"], r["dev_wer"] >= 0) for r in read_log(tmp_path / "s1") if "dev_wer" in r] == [(12, True)]
+    assert len(losses) == 12 and min(losses[-3:]) < losses[0]
+    assert {"lr", "grad_norm", "tokens_per_s", "audio_s_per_s", "samples_per_s"} <= set(read_log(tmp_path / "s1")[0])
+    assert (stage1 / "projector.safetensors").is_file()
+
+    stage2 = train(config_for(base_models, manifest, tmp_path / "s2", model=None, init_from=str(stage1), stage=2,
+                              lora=LoraSettings(r=4, alpha=8), max_steps=4))
+    assert (stage2 / "lora" / "adapter_model.safetensors").is_file()
+    assert plot_run(tmp_path / "s2").stat().st_size > 5000
+    checkpoints = sorted(p.name for p in (tmp_path / "s1").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-00000004", "checkpoint-00000008"]  # keep_last=2 of 4, 8 (12 is final)
+
+
+def test_nan_loss_stops_with_the_step(base_models, manifest, tmp_path, monkeypatch):
+    from audiograft.modeling.model import GraftModel
+
+    calls = []
+    original = GraftModel.forward
+
+    def forward_that_diverges_on_the_third_batch(self, *args, **kwargs):
+        output = original(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            output.loss = output.loss * float("nan")
+        return output
+
+    monkeypatch.setattr(GraftModel, "forward", forward_that_diverges_on_the_third_batch)
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 3"):
+        train(config_for(base_models, manifest, tmp_path, max_steps=5))
+
+
+def _launch(config_path, resume=False):
+    command = [sys.executable, "-m", "audiograft", "train", str(config_path)] + (["--resume"] if resume else [])
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_resume_after_sigkill_gives_the_same_weights(base_models, manifest, tmp_path):
+    def write_config(name, **overrides):
+        config = config_for(base_models, manifest, tmp_path / name, max_steps=40, save_every=5, spec_augment=True,
+                            stage=2, lora=LoraSettings(r=4, alpha=8, dropout=0.1), **overrides)
+        path = tmp_path / f"{name}.yaml"
+        values = json.loads(json.dumps(config.__dict__, default=lambda o: o.__dict__))
+        path.write_text(yaml.safe_dump(values))
+        return path
+
+    straight = _launch(write_config("straight"))
+    assert straight.wait(timeout=600) == 0, straight.stderr.read().decode()[-3000:]
+
+    interrupted_config = write_config("interrupted")
+    victim = _launch(interrupted_config)
+    deadline = time.time() + 300
+    while not (tmp_path / "interrupted" / "checkpoint-00000010").exists():
+        assert victim.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.005)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "interrupted" / "final").exists()
+
+    resumed = _launch(interrupted_config, resume=True)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read().decode()[-3000:]
+    resumed_log = read_log(tmp_path / "interrupted")
+    assert resumed_log[-1]["step"] == 40
+
+    expected = load_file(tmp_path / "straight" / "final" / "projector.safetensors")
+    actual = load_file(tmp_path / "interrupted" / "final" / "projector.safetensors")
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-6, rtol=1e-5)
+    lora_expected = load_file(tmp_path / "straight" / "final" / "lora" / "adapter_model.safetensors")
+    lora_actual = load_file(tmp_path / "interrupted" / "final" / "lora" / "adapter_model.safetensors")
+    for name in lora_expected:
+        torch.testing.assert_close(lora_actual[name], lora_expected[name], atol=1e-6, rtol=1e-5)
+
+
+
+def checkpointing(llm) -> bool:
+    """transformers 5 renames `is_gradient_checkpointing` (deprecated) to `is_activation_checkpointing`."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    return base.is_activation_checkpointing if hasattr(type(base), "is_activation_checkpointing") \
+        else base.is_gradient_checkpointing
+
+
+def test_gradient_checkpointing_recomputes_layers_and_changes_no_loss(base_models, manifest, tmp_path, monkeypatch):
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2MLP
+
+    # Counted inside the layer: transformers wraps a decoder layer's own `forward` with the checkpointing.
+    layer_calls, forward = [], Qwen2MLP.forward
+    monkeypatch.setattr(Qwen2MLP, "forward", lambda *a, **kw: layer_calls.append(1) or forward(*a, **kw))
+    losses, calls = {}, {}
+    for on in (False, True):
+        layer_calls.clear()
+        run = tmp_path / f"checkpointing-{on}"
+        train(config_for(base_models, manifest, run, stage=2, lora=LoraSettings(r=4, alpha=8, dropout=0.1),
+                         max_steps=4, save_every=100, gradient_checkpointing=on))
+        losses[on], calls[on] = [r["loss"] for r in read_log(run) if "loss" in r], len(layer_calls)
+    assert len(losses[False]) == 4 and len(set(losses[False])) > 1
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    assert calls[False] == 4 * 2 and calls[True] == 2 * calls[False]  # 4 steps x 2 layers, each recomputed once
+
+
+def test_make_trainable_turns_on_gradient_checkpointing_in_the_llm(base_models):
+    from audiograft.modeling.config import GraftConfig
+    from audiograft.modeling.model import GraftModel
+    from audiograft.training.loop import make_trainable, set_gradient_checkpointing
+
+    config = GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"]))
+    plain = GraftModel.from_config(config)
+    make_trainable(plain, 2, LoraSettings(r=2, alpha=4))
+    assert not checkpointing(plain.llm)
+    model = GraftModel.from_config(config)
+    trainable = make_trainable(model, 2, LoraSettings(r=2, alpha=4), gradient_checkpointing=True)
+    assert checkpointing(model.llm)
+    assert trainable and all(p.requires_grad and p.dtype == torch.float32 for p in trainable)
+    set_gradient_checkpointing(model, False)
+    assert not checkpointing(model.llm)
