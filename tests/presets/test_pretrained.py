@@ -330,11 +330,11 @@ def test_small_preset_parts_graft_into_a_working_model(whisper_dir, smollm2_dir)
 
     model = GraftModel.from_config(GraftConfig(encoder=str(whisper_dir), llm=str(smollm2_dir)))
     assert (model.encoder.hidden_size, model.llm.config.hidden_size) == (512, 576)
-    assert model.tokenizer.convert_ids_to_tokens(model.prompter.end_of_turn_id) == "<|im_end|>"
+    assert model.processor.tokenizer.convert_ids_to_tokens(model.processor.end_of_turn_id) == "<|im_end|>"
     clip = load_audio(EXAMPLES / "jfk.flac")
-    loss = model(**model.prepare([clip], answers=["and so my fellow americans"])).loss
+    loss = model(**model.processor([clip], answers=["and so my fellow americans"])).loss
     assert torch.isfinite(loss) and loss > 0
-    assert model.generate(**model.prepare([clip]), max_new_tokens=3).shape == (1, 3)
+    assert model.generate(**model.processor([clip]), max_new_tokens=3).shape == (1, 3)
 
 
 def test_whisper_baseline_transcribes_the_example_clips(whisper_dir):
