@@ -355,6 +355,17 @@ def test_built_in_names_resolve_to_prepared_directories(preset_cache, whisper_di
     assert pretrained.resolve_base("openai/whisper-base") == "openai/whisper-base"
 
 
+def test_default_model_processor_loads_alone_with_its_encoders_settings(preset_cache, whisper_dir, smollm2_dir,
+                                                                       monkeypatch):
+    from audiograft.modeling.encoders import read_encoder_config
+    from audiograft.modeling.processor import AudioSettings, GraftProcessor
+
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(preset_cache))
+    processor = GraftProcessor.from_pretrained("default")
+    assert processor.audio == AudioSettings.from_encoder_config(read_encoder_config(str(whisper_dir)))
+    assert processor.tokenizer.convert_ids_to_tokens(processor.end_of_turn_id) == "<|im_end|>"
+
+
 def test_default_model_transcribes_real_speech(preset_cache, whisper_dir, smollm2_dir, monkeypatch):
     from audiograft.audio.io import load_audio
     from audiograft.evaluation.metrics import Hypothesis, score
