@@ -41,6 +41,7 @@ from audiograft.inference.transcript import Word
 from audiograft.manifest import Utterance, read_manifest, write_manifest
 from audiograft.modeling.encoders import load_encoder
 from audiograft.modeling.model import GraftModel
+from audiograft.modeling.processor import GraftProcessor
 from audiograft.presets.pretrained import resolve_base
 from audiograft.training.aligner import (
     encoder_frames,
@@ -89,7 +90,9 @@ def splits() -> dict[str, list[Utterance]]:
 
 
 def frame_cache(args) -> EncoderCache:
-    return EncoderCache(args.cache, load_encoder(resolve_base(ENCODER), "trim"), ENCODER)
+    # The default model's encoder, run as it runs it, and its processor for the features.
+    return EncoderCache(args.cache, load_encoder(resolve_base(ENCODER), "trim"), GraftProcessor.from_pretrained("default"),
+                        ENCODER)
 
 
 def step_frames(args) -> None:
@@ -129,14 +132,14 @@ def step_decode(args) -> None:
     """Greedy transcripts, then each generated token's log-probability from a teacher-forced forward pass."""
     data = splits()
     model = GraftModel.from_pretrained("default")
-    stops = set(model.prompter.stop_token_ids)
+    stops = set(model.processor.stop_token_ids)
     with (args.work / "decodes.jsonl").open("w") as out:
         for name in ("test-decoded", "dev"):
             utterances = data[name]
             order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration)
             for first in range(0, len(order), args.batch_size):
                 indices = order[first : first + args.batch_size]
-                batch = model.prepare([load_audio(utterances[i].audio) for i in indices])
+                batch = model.processor([load_audio(utterances[i].audio) for i in indices])
                 seconds = float(batch["feature_lengths"].max()) / 100
                 generated = model.generate(**batch, max_new_tokens=int(16 + 8 * seconds))
                 logprobs = _teacher_forced_logprobs(model, batch, generated)
@@ -199,7 +202,7 @@ def _isotonic(raw: np.ndarray, correct: np.ndarray) -> Callable[[float], float]:
 
 def step_report(args) -> None:
     data = splits()
-    decodes = _read_decodes(args.work, GraftModel.from_pretrained("default").tokenizer)
+    decodes = _read_decodes(args.work, GraftProcessor.from_pretrained("default").tokenizer)
     test = data["test-decoded"]
     fit_speakers = set(sorted({u.speaker for u in test})[::2])
     sets = {

@@ -18,9 +18,9 @@ def main(workdir: Path) -> None:
         model = GraftModel.from_config(GraftConfig(encoder=str(encoder), llm=str(llm), encoder_context=context),
                                        device="cuda").eval()
         clips = make_clips([0.8, 3.1, 1.7, 5.0])
-        batch = model.prepare(clips)
+        batch = model.processor(clips)
         tokens = model.generate(**batch, max_new_tokens=8, min_new_tokens=8)
-        singles = [model.generate(**model.prepare([c]), max_new_tokens=8, min_new_tokens=8)[0] for c in clips]
+        singles = [model.generate(**model.processor([c]), max_new_tokens=8, min_new_tokens=8)[0] for c in clips]
         same = all(torch.equal(tokens[i], singles[i]) for i in range(len(clips)))
         torch.cuda.synchronize()
         start = time.perf_counter()

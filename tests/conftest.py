@@ -25,6 +25,9 @@ from transformers import (
 
 from audiograft.bench.architectures import CHATML, chatml_tokenizer
 from audiograft.manifest import Utterance, write_manifest
+from audiograft.modeling.config import GraftConfig
+from audiograft.modeling.encoders import read_encoder_config
+from audiograft.modeling.processor import AudioSettings, GraftProcessor
 from audiograft.training.loop import TrainConfig
 
 TOKENIZER = chatml_tokenizer()
@@ -173,6 +176,12 @@ def base_models(tmp_path_factory) -> dict[str, Path]:
         "llama": save_causal_lm(root / "llama", "llama"),
         "qwen2_vl": save_qwen2_vl(root / "qwen2_vl"),
     }
+
+
+def processor_for(encoder_dir: Path, tokenizer=TOKENIZER, **config) -> GraftProcessor:
+    """A processor for the encoder saved at `encoder_dir`, built from configs alone (no model loaded)."""
+    settings = AudioSettings.from_encoder_config(read_encoder_config(str(encoder_dir)))
+    return GraftProcessor(tokenizer, GraftConfig(encoder=str(encoder_dir), llm="unused", **config), settings)
 
 
 def make_clips(durations: list[float], seed: int = 0) -> list[np.ndarray]:

@@ -304,7 +304,7 @@ def align_train(
 
     graft = GraftModel.from_pretrained(model)
     with tempfile.TemporaryDirectory() as temporary:
-        frames = EncoderCache(cache or temporary, graft.encoder, graft.config.encoder)
+        frames = EncoderCache(cache or temporary, graft.encoder, graft.processor, graft.config.encoder)
         train = encoder_frames(frames, read_manifest(train_manifest)[:limit])
         aligner = train_aligner([make_example(f, u.text, u.words) for u, f in train], epochs=epochs, edge_weight=edge_weight)
         if dev is not None:

@@ -55,7 +55,7 @@ def force_answers(monkeypatch, model, answer_at, ends=True):
     def forced(**kwargs):
         temperature = kwargs.get("temperature", 0.0) if kwargs.get("do_sample") else 0.0
         calls.append(kwargs | {"temperature": temperature})
-        force = ForceText(answer_at(temperature), model.prompter.end_of_turn_id, ends)
+        force = ForceText(answer_at(temperature), model.processor.end_of_turn_id, ends)
         kwargs["logits_processor"] = LogitsProcessorList([*kwargs.get("logits_processor", []), force])
         return generate(**kwargs)
 
@@ -92,9 +92,9 @@ def test_long_audio_is_windowed_within_the_limit_and_windows_of_all_clips_share_
     long_clip = np.concatenate([SPEECH, np.zeros(8 * SAMPLE_RATE, dtype=np.float32), SPEECH])
     calls = force_answers(monkeypatch, transcriber.model, lambda _: "hello world")
     prepared = []
-    prepare = transcriber.model.prepare
-    monkeypatch.setattr(transcriber.model, "prepare",
-                        lambda clips, task, **kwargs: prepared.append(clips) or prepare(clips, task, **kwargs))
+    featurize = transcriber.processor.featurize
+    monkeypatch.setattr(transcriber.processor, "featurize",
+                        lambda clips, device: prepared.append(clips) or featurize(clips, device))
     short, long = transcriber.transcribe_batch([SPEECH, long_clip], max_window_seconds=5.0, batch_size=64)
 
     assert len(calls) == 1 and len(prepared) == 1  # one batch: every window of both clips
@@ -227,7 +227,7 @@ def test_chat_holds_every_clip_in_order_across_turns(transcriber, monkeypatch):
     prompt, audio_mask = calls[0]["input_ids"][0], calls[0]["audio_mask"][0]
     positions = np.flatnonzero(audio_mask.numpy())
     runs = np.split(positions, np.flatnonzero(np.diff(positions) > 1) + 1)
-    assert [len(run) for run in runs] == transcriber.model.audio_token_counts(torch.tensor([100, 200, 50]))
+    assert [len(run) for run in runs] == transcriber.model.processor.audio_token_counts(torch.tensor([100, 200, 50]))
     text = TOKENIZER.decode(prompt[~audio_mask])
     assert text.index("Audio 1: ") < text.index("Audio 2: ") < text.index("Which is longer?") < text.index(
         "The second.") < text.index("Audio 3: ") < text.index("And this one?")

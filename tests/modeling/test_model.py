@@ -20,7 +20,7 @@ def build(base_models, family, **overrides) -> GraftModel:
 
 
 def greedy(model, clips, max_new_tokens=6, **kwargs):
-    batch = model.prepare(clips, **kwargs)
+    batch = model.processor(clips, **kwargs)
     return model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
 
 
@@ -28,7 +28,7 @@ def greedy(model, clips, max_new_tokens=6, **kwargs):
 def test_loss_backpropagates_only_into_trainable_parts(base_models, family):
     model = build(base_models, family)
     model.train()
-    batch = model.prepare(make_clips([1.0, 2.0]), answers=["hello world", "the lazy dog"])
+    batch = model.processor(make_clips([1.0, 2.0]), answers=["hello world", "the lazy dog"])
     loss = model(**batch).loss
     loss.backward()
     assert torch.isfinite(loss)
@@ -51,12 +51,12 @@ def test_generate_returns_new_tokens_and_batch_equals_single(base_models, family
 def test_forward_batch_equals_single(base_models, family):
     model = build(base_models, family)
     clips, answers = make_clips([0.5, 2.4]), ["the fox", "hello world again"]
-    batch = model.prepare(clips, answers=answers)
+    batch = model.processor(clips, answers=answers)
     del batch["labels"]  # logits at every position
     with torch.no_grad():
         logits = model(**batch).logits
         for index in range(2):
-            single = model.prepare([clips[index]], answers=[answers[index]])
+            single = model.processor([clips[index]], answers=[answers[index]])
             del single["labels"]
             alone = model(**single).logits[0]
             torch.testing.assert_close(logits[index, : alone.shape[0]], alone, atol=1e-4, rtol=1e-4)
@@ -67,9 +67,9 @@ def test_different_audio_gives_different_output(base_models, family):
     model = build(base_models, family)
     low_tone, high_tone = make_clips([1.5, 1.5])
     with torch.no_grad():
-        first = model(**model.prepare([low_tone])).logits[0, -1]
-        second = model(**model.prepare([high_tone])).logits[0, -1]
-        again = model(**model.prepare([low_tone])).logits[0, -1]
+        first = model(**model.processor([low_tone])).logits[0, -1]
+        second = model(**model.processor([high_tone])).logits[0, -1]
+        again = model(**model.processor([low_tone])).logits[0, -1]
     # A tiny random LLM barely moves its logits; unchanged audio gives bit-identical ones.
     assert torch.equal(first, again)
     assert (first - second).abs().max() > 1e-5
@@ -107,7 +107,7 @@ def test_merge_writes_standalone_model_with_same_output(base_models, tmp_path):
                 parameter.normal_(0, 0.1)
     clips = make_clips([1.0, 2.0])
     with torch.no_grad():
-        expected = model(**model.prepare(clips)).logits
+        expected = model(**model.processor(clips)).logits
     model.save_pretrained(tmp_path / "graft")
 
     GraftModel.from_pretrained(tmp_path / "graft").merge(tmp_path / "merged")
@@ -115,7 +115,7 @@ def test_merge_writes_standalone_model_with_same_output(base_models, tmp_path):
     assert merged.config.lora is None and not (tmp_path / "merged" / LORA_DIR).exists()
     assert merged.config.encoder.endswith("encoder") and merged.config.llm.endswith("llm")
     with torch.no_grad():
-        torch.testing.assert_close(merged(**merged.prepare(clips)).logits, expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(merged(**merged.processor(clips)).logits, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_lora_targets_the_llm_only_never_encoder_or_vision(base_models):
@@ -135,7 +135,7 @@ def test_vision_language_prompt_with_image_and_audio(base_models):
     clip_a, clip_b = make_clips([1.0, 1.0])
 
     def last_logits(clip, image):
-        batch = model.prepare([clip], images=[[image]])
+        batch = model.processor([clip], images=[[image]])
         assert "pixel_values" in batch and "image_grid_thw" in batch
         with torch.no_grad():
             return model(**batch).logits[0, -1]
@@ -151,12 +151,12 @@ def test_vision_language_prompt_with_image_and_audio(base_models):
 def test_several_clips_in_one_prompt(base_models):
     model = build(base_models, "qwen2")
     first, second = make_clips([0.8, 1.4])
-    batch = model.prepare([[first, second], first])
-    counts = model.audio_token_counts(batch["feature_lengths"])
+    batch = model.processor([[first, second], first])
+    counts = model.processor.audio_token_counts(batch["feature_lengths"])
     assert len(counts) == 3 and batch["audio_mask"][0].sum() == counts[0] + counts[1]
     with torch.no_grad():
-        both = model(**model.prepare([[first, second]])).logits[0, -1]
-        swapped = model(**model.prepare([[second, first]])).logits[0, -1]
+        both = model(**model.processor([[first, second]])).logits[0, -1]
+        swapped = model(**model.processor([[second, first]])).logits[0, -1]
     assert (both - swapped).abs().max() > 1e-4
 
 
@@ -179,7 +179,7 @@ def test_learns_to_stop_when_pad_token_is_eos(base_models, tmp_path):
     model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(llm_dir)))
     model.add_lora(LoraSettings(r=8, alpha=16, dropout=0.0))
     clips, answers = make_clips([1.0]), ["the lazy fox"]
-    batch = model.prepare(clips, answers=answers)
+    batch = model.processor(clips, answers=answers)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
     for _ in range(60):
@@ -187,7 +187,7 @@ def test_learns_to_stop_when_pad_token_is_eos(base_models, tmp_path):
         model(**batch).loss.backward()
         optimizer.step()
     model.eval()
-    generated = model.generate(**model.prepare(clips), max_new_tokens=16)
+    generated = model.generate(**model.processor(clips), max_new_tokens=16)
     eos = tokenizer.eos_token_id
     for row, answer in zip(generated.tolist(), answers):
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
@@ -199,7 +199,7 @@ def test_generate_takes_already_encoded_audio_and_can_return_scores(base_models)
     from audiograft.modeling.model import answer_token_budget
 
     model = build(base_models, "qwen2")
-    batch = model.prepare(make_clips([0.7, 1.9]))
+    batch = model.processor(make_clips([0.7, 1.9]))
     expected = greedy(model, make_clips([0.7, 1.9]))
     encoded = model.encode_audio(batch.pop("input_features"), batch.pop("feature_lengths"))
     assert encoded[0].shape[-1] == 32 and encoded[1].tolist() == [35, 95]
@@ -218,7 +218,7 @@ def test_from_pretrained_remembers_its_directory(base_models, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_answer_only_loss_equals_the_llms_full_logits_loss(base_models, family):
     model = build(base_models, family, projector="stack", downsample=2)
-    batch = model.prepare(make_clips([0.7, 2.2, 1.3]), answers=["the fox", "hello world again", "dog"])
+    batch = model.processor(make_clips([0.7, 2.2, 1.3]), answers=["the fox", "hello world again", "dog"])
     with torch.no_grad():
         output = model(**batch)
         embeds = model._merge_audio(batch["input_ids"], batch["audio_mask"], model.encode_audio(
@@ -236,10 +236,10 @@ def test_static_cache_decodes_the_same_tokens(base_models, family):
     model = build(base_models, family)
     clips = make_clips([0.6, 2.5, 1.1])
     dynamic = greedy(model, clips, max_new_tokens=7)
-    static = model.generate(**model.prepare(clips), max_new_tokens=7, min_new_tokens=7, static_cache=True)
+    static = model.generate(**model.processor(clips), max_new_tokens=7, min_new_tokens=7, static_cache=True)
     assert torch.equal(dynamic, static)
     with pytest.raises(ValueError, match="max_new_tokens"):
-        model.generate(**model.prepare(clips), static_cache=True)
+        model.generate(**model.processor(clips), static_cache=True)
 
 
 def test_merged_lora_gives_the_same_answers_and_refuses_adapter_saving(base_models, tmp_path):
@@ -268,6 +268,6 @@ def test_compiled_static_cache_decoding_gives_the_same_tokens(base_models):
     compile_config._compile_all_devices = True
     clips = make_clips([0.6, 2.5, 1.1])
     expected = greedy(model, clips, max_new_tokens=7)
-    compiled = model.generate(**model.prepare(clips), max_new_tokens=7, min_new_tokens=7, static_cache=True,
+    compiled = model.generate(**model.processor(clips), max_new_tokens=7, min_new_tokens=7, static_cache=True,
                               compile_config=compile_config)
     assert torch.equal(expected, compiled)

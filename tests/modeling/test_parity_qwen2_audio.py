@@ -27,7 +27,7 @@ def test_graft_matches_qwen2_audio_logits_and_greedy_tokens(tmp_path):
     graft = GraftModel.from_config(config).eval()
     graft.projector.load_state_dict(reference.model.multi_modal_projector.state_dict())
 
-    batch = graft.prepare(make_clips([1.3, 4.0, 2.2]))
+    batch = graft.processor(make_clips([1.3, 4.0, 2.2]))
     reference_ids = batch["input_ids"].clone()
     reference_ids[batch["audio_mask"]] = reference.config.audio_token_id
     feature_attention_mask = (torch.arange(3000)[None, :] < batch["feature_lengths"][:, None]).long()
@@ -47,7 +47,7 @@ def test_graft_matches_qwen2_audio_logits_and_greedy_tokens(tmp_path):
     assert max_diff <= 1e-4
 
     expected_tokens = reference.generate(**reference_inputs, max_new_tokens=8, do_sample=False,
-                                         eos_token_id=graft.prompter.stop_token_ids,
-                                         pad_token_id=graft.prompter.pad_id)
+                                         eos_token_id=graft.processor.stop_token_ids,
+                                         pad_token_id=graft.processor.pad_id)
     actual_tokens = graft.generate(**batch, max_new_tokens=8)
     assert torch.equal(expected_tokens[:, reference_ids.shape[1]:], actual_tokens)

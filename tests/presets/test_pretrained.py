@@ -330,11 +330,11 @@ def test_small_preset_parts_graft_into_a_working_model(whisper_dir, smollm2_dir)
 
     model = GraftModel.from_config(GraftConfig(encoder=str(whisper_dir), llm=str(smollm2_dir)))
     assert (model.encoder.hidden_size, model.llm.config.hidden_size) == (512, 576)
-    assert model.tokenizer.convert_ids_to_tokens(model.prompter.end_of_turn_id) == "<|im_end|>"
+    assert model.processor.tokenizer.convert_ids_to_tokens(model.processor.end_of_turn_id) == "<|im_end|>"
     clip = load_audio(EXAMPLES / "jfk.flac")
-    loss = model(**model.prepare([clip], answers=["and so my fellow americans"])).loss
+    loss = model(**model.processor([clip], answers=["and so my fellow americans"])).loss
     assert torch.isfinite(loss) and loss > 0
-    assert model.generate(**model.prepare([clip]), max_new_tokens=3).shape == (1, 3)
+    assert model.generate(**model.processor([clip]), max_new_tokens=3).shape == (1, 3)
 
 
 def test_whisper_baseline_transcribes_the_example_clips(whisper_dir):
@@ -353,6 +353,17 @@ def test_built_in_names_resolve_to_prepared_directories(preset_cache, whisper_di
     monkeypatch.setenv(pretrained.CACHE_ENV, str(preset_cache))
     assert pretrained.resolve_base("audiograft:whisper-base") == str(whisper_dir)
     assert pretrained.resolve_base("openai/whisper-base") == "openai/whisper-base"
+
+
+def test_default_model_processor_loads_alone_with_its_encoders_settings(preset_cache, whisper_dir, smollm2_dir,
+                                                                       monkeypatch):
+    from audiograft.modeling.encoders import read_encoder_config
+    from audiograft.modeling.processor import AudioSettings, GraftProcessor
+
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(preset_cache))
+    processor = GraftProcessor.from_pretrained("default")
+    assert processor.audio == AudioSettings.from_encoder_config(read_encoder_config(str(whisper_dir)))
+    assert processor.tokenizer.convert_ids_to_tokens(processor.end_of_turn_id) == "<|im_end|>"
 
 
 def test_default_model_transcribes_real_speech(preset_cache, whisper_dir, smollm2_dir, monkeypatch):

@@ -61,7 +61,7 @@ class FakeTranscriber:
     """Transcriber's signatures: records each transcribe_batch call; `seconds` makes each call take that long."""
 
     def __init__(self, seconds: float = 0.0, has_word_aligner: bool = True, fail: bool = False):
-        self.model = SimpleNamespace(config=SimpleNamespace(instruction="Transcribe the audio."))
+        self.processor = SimpleNamespace(instruction="Transcribe the audio.")
         self.options = SimpleNamespace(task=None)
         self.has_word_aligner = has_word_aligner
         self.seconds = seconds

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import make_clips
+from conftest import make_clips, processor_for
 from typer.testing import CliRunner
 
 from audiograft.cli import app
@@ -80,6 +80,7 @@ def _timings(example):
 
 def test_encoder_frames_pairs_readable_clips_with_their_frames(base_models, tmp_path):
     encoder = load_encoder(str(base_models["whisper"]))
+    processor = processor_for(base_models["whisper"])
     utterances = []
     for index, clip in enumerate(make_clips([1.0, 0.5])):
         soundfile.write(tmp_path / f"{index}.wav", clip, 16000)
@@ -87,11 +88,11 @@ def test_encoder_frames_pairs_readable_clips_with_their_frames(base_models, tmp_
     utterances.insert(1, Utterance(tmp_path / "missing.wav", "lost", 1.0))
     (tmp_path / "broken.wav").write_bytes(b"not audio")
     utterances.append(Utterance(tmp_path / "broken.wav", "lost", 1.0))
-    clips = encoder_frames(EncoderCache(tmp_path / "cache", encoder, "tiny"), utterances)
+    clips = encoder_frames(EncoderCache(tmp_path / "cache", encoder, processor, "tiny"), utterances)
     assert [u.audio.name for u, _ in clips] == ["0.wav", "1.wav"]
     assert [tuple(f.shape) for _, f in clips] == [(50, 32), (25, 32)]
     with torch.no_grad():
-        expected, _ = encoder(*encoder.featurize([make_clips([1.0, 0.5])[1]]))
+        expected, _ = encoder(*processor.featurize([make_clips([1.0, 0.5])[1]]))
     torch.testing.assert_close(clips[1][1], expected[0], atol=1e-4, rtol=1e-4)  # batched with the other clip
 
 

@@ -123,21 +123,21 @@ def test_spec_augment_masks_only_valid_frames():
 
 def test_collator_builds_training_batch_and_drops_bad_examples(base_models):
     from audiograft import GraftConfig, GraftModel
-    from audiograft.modeling.prompting import IGNORE_INDEX
+    from audiograft.modeling.processor import IGNORE_INDEX
     from audiograft.training.data import Example
 
     model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
     clips = make_clips([1.0, 2.0])
     examples = [Example(0, "the fox", clips[0], seed_key=(0, 0, 0)), Example(1, "lost", error="gone.wav: no such file"),
                 Example(2, "hello world", clips[1], seed_key=(0, 0, 2))]
-    collator = SpeechCollator(model, spec_augment=SpecAugment())
+    collator = SpeechCollator(model.processor, spec_augment=SpecAugment())
     batch = collator(examples)
     assert torch.equal(batch["input_features"], collator(examples)["input_features"])
     assert batch["input_features"].shape == (2, 80, 202)  # the longest clip (1 s) and a half window of silence
     assert batch["labels"].shape == batch["input_ids"].shape
     learned = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist()
-    assert model.tokenizer.decode(learned[:-1]) == "the fox"
-    assert SpeechCollator(model)([examples[1]]) is None
+    assert model.processor.tokenizer.decode(learned[:-1]) == "the fox"
+    assert SpeechCollator(model.processor)([examples[1]]) is None
 
 
 def test_hugging_face_dataset_columns_and_resampling():

@@ -20,27 +20,27 @@ def graft(base_models):
 
 def test_fill_encodes_each_clip_once_and_matches_the_encoder(graft, manifest, tmp_path):
     utterances = read_manifest(manifest)
-    cache = EncoderCache(tmp_path, graft.encoder, "whisper-tiny-test")
+    cache = EncoderCache(tmp_path, graft.encoder, graft.processor, "whisper-tiny-test")
     assert cache.fill(utterances, batch_size=5) == len(utterances)
     assert cache.fill(utterances) == 0
     assert len(list(cache.directory.rglob("*.safetensors"))) == len(utterances)
 
     frames, feature_length = cache.load(utterances[3].audio)
     waveform, _ = soundfile.read(utterances[3].audio, dtype="float32")
-    features, lengths = graft.encoder.featurize([waveform])
+    features, lengths = graft.processor.featurize([waveform])
     expected, frame_lengths = graft.encoder(features, lengths)
     assert feature_length == int(lengths[0]) and frames.shape[0] == int(frame_lengths[0])
     torch.testing.assert_close(frames, expected[0, : frame_lengths[0]], atol=1e-5, rtol=1e-4)
 
     os.utime(utterances[3].audio, ns=(1, 1))  # a changed file is a miss, never a stale hit
     assert cache.fill(utterances) == 1
-    assert EncoderCache(tmp_path, graft.encoder, "another-encoder").fill(utterances[:2]) == 2
+    assert EncoderCache(tmp_path, graft.encoder, graft.processor, "another-encoder").fill(utterances[:2]) == 2
 
 
 def test_dataset_reports_an_uncached_clip_and_refuses_augmentation(graft, tmp_path):
     path = tmp_path / "a.wav"
     soundfile.write(path, torch.zeros(1600).numpy(), 16000)
-    cache = EncoderCache(tmp_path / "cache", graft.encoder, "whisper-tiny-test")
+    cache = EncoderCache(tmp_path / "cache", graft.encoder, graft.processor, "whisper-tiny-test")
     example = SpeechDataset([Utterance(path, "hi", 0.1)], encoder_cache=cache)[0]
     assert example.error is not None and "a.wav: not in the encoder cache" in example.error
     with pytest.raises(ValueError, match="cannot be augmented"):

@@ -1,6 +1,8 @@
+import io
 import json
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import torch
 import yaml
 from conftest import config_for
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from audiograft.modeling.config import LoraSettings
 from audiograft.training.loop import (
@@ -186,3 +189,30 @@ def test_make_trainable_turns_on_gradient_checkpointing_in_the_llm(base_models):
     assert trainable and all(p.requires_grad and p.dtype == torch.float32 for p in trainable)
     set_gradient_checkpointing(model, False)
     assert not checkpointing(model.llm)
+
+
+def pickled_modules_and_size(value) -> tuple[list[str], int]:
+    """The torch modules pickling `value` would copy (as into each data-loader worker), and the pickle's size."""
+    modules = []
+
+    class Spy(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, torch.nn.Module):
+                modules.append(type(obj).__name__)
+            return None
+
+    buffer = io.BytesIO()
+    Spy(buffer).dump(value)
+    return modules, buffer.tell()
+
+
+def test_loader_workers_get_the_processor_never_the_model(base_models, manifest, tmp_path, monkeypatch):
+    import audiograft.training.loop as loop
+
+    loaders = []
+    monkeypatch.setattr(loop, "DataLoader", lambda *args, **kwargs: loaders.append(kwargs) or DataLoader(*args, **kwargs))
+    train(config_for(base_models, manifest, tmp_path, max_steps=1, save_every=1))
+    collator = loaders[0]["collate_fn"]
+    modules, size = pickled_modules_and_size(collator)
+    assert modules == []
+    assert size < 2**20  # the tokenizer and the mel filters; the LLM's weights would be gigabytes

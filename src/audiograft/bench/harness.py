@@ -44,7 +44,7 @@ from audiograft.modeling.config import GraftConfig, LoraSettings
 from audiograft.modeling.encoders import AudioEncoder
 from audiograft.modeling.llms import LanguageModel
 from audiograft.modeling.model import GraftModel
-from audiograft.modeling.prompting import IGNORE_INDEX
+from audiograft.modeling.processor import IGNORE_INDEX
 from audiograft.training.data import Example, LengthBucketSampler, SpeechCollator
 from audiograft.training.loop import make_trainable, set_gradient_checkpointing
 
@@ -241,9 +241,9 @@ def run_bench(config: BenchConfig, report: Callable[[Measurement], None] | None 
         # Rows share the encoder and the LLM; each has its own projector.
         torch.manual_seed(0)
         encoder = AudioEncoder(base.encoder.model, recipe.encoder_context)
-        language_model = LanguageModel(base.llm, base.tokenizer, base.processor)
+        language_model = LanguageModel(base.llm, base.processor.tokenizer, base.processor.llm_processor)
         grafts[recipe.name] = GraftModel(recipe.graft_config(), encoder, language_model).to(device)
-    prompt_tokens = len(base.prompter.encode([0]).input_ids)
+    prompt_tokens = len(base.processor.encode([0]).input_ids)
     results: list[Measurement] = []
     for task in config.tasks:
         if task == "training":
@@ -335,7 +335,7 @@ def _phases(graft: GraftModel, clips: list[np.ndarray], tokens: int, static_cach
             torch.cuda.synchronize(device)
         marks.append(time.perf_counter())
 
-    inputs = graft.prepare(clips, feature_device=device)
+    inputs = graft.processor(clips, feature_device=device)
     mark()
     encoded = graft.encode_audio(inputs.pop("input_features"), inputs.pop("feature_lengths"))
     mark()
@@ -359,7 +359,7 @@ def _bench_training(graft, recipe, workload, waveforms, durations, config, count
     ]
     encoding_seconds = _timed(lambda: _encode_examples(graft, examples), device) if recipe.encoder_cache else 0.0
     sampler = LengthBucketSampler([durations[i] for i in indices], recipe.train_batch, recipe.max_batch_seconds)
-    collator = SpeechCollator(graft)
+    collator = SpeechCollator(graft.processor)
     batches = [collator([examples[j] for j in batch]) for batch in sampler.batches()]
     parameters = [p for p in graft.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=1e-5, fused=device.type == "cuda")
@@ -398,7 +398,8 @@ def _encode_examples(graft: GraftModel, examples: list[Example], batch_size: int
     with torch.no_grad():
         for first in range(0, len(examples), batch_size):
             group = examples[first : first + batch_size]
-            for example, (frames, length) in zip(group, graft.encoder.encode_clips([e.waveform for e in group])):
+            features = graft.processor.featurize([e.waveform for e in group], graft.device)
+            for example, (frames, length) in zip(group, graft.encoder.encode_clips(*features)):
                 example.encoded = (frames.clone(), length)  # not a view that keeps the whole batch alive
 
 
@@ -488,8 +489,9 @@ def _noise(durations: list[float]) -> list[np.ndarray]:
 def _answer_text(graft: GraftModel, tokens: int) -> str:
     """A text of about `tokens` tokens (random weights learn nothing; only the length matters)."""
     words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "hello", "world"]
-    ids = graft.tokenizer(" ".join(words * (tokens // 4 + 2)), add_special_tokens=False)["input_ids"][:tokens]
-    return graft.tokenizer.decode(ids).strip()
+    tokenizer = graft.processor.tokenizer
+    ids = tokenizer(" ".join(words * (tokens // 4 + 2)), add_special_tokens=False)["input_ids"][:tokens]
+    return tokenizer.decode(ids).strip()
 
 
 def _versions() -> dict[str, str]:

@@ -44,7 +44,7 @@ from audiograft.inference.alignment import (
 from audiograft.inference.guards import LOOP_MAX_NGRAM, LOOP_MIN_REPEATS, find_loop
 from audiograft.inference.transcript import Segment, Transcript, Word
 from audiograft.modeling.model import GraftModel, answer_token_budget
-from audiograft.modeling.prompting import conversation_messages
+from audiograft.modeling.processor import conversation_messages
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ class Transcriber:
         if not isinstance(model, GraftModel):
             model = GraftModel.from_pretrained(model, device=device, merge_lora=True)
         self.model = model
+        self.processor = model.processor
         self.options = options or TranscriptionOptions()
         self._speech = SpeechDetector()
         # The model's trained companions, where it was saved with them: raw confidences stay uncalibrated without
@@ -216,21 +217,22 @@ class Transcriber:
         The clips are numbered "Audio 1", "Audio 2", ... across the conversation; each must fit one encoder window.
         `generate_options` go to `generate` (e.g. max_new_tokens, do_sample, temperature).
         """
-        model = self.model
-        messages, clips = conversation_messages(conversation, model.config.system_prompt)
+        processor = self.processor
+        messages, clips = conversation_messages(conversation, processor.config.system_prompt)
         if not clips:
             raise ValueError("the conversation holds no audio clip")
-        waveforms = [_clip(clip, f"audio {number}", model.encoder.max_seconds) for number, clip in enumerate(clips, 1)]
-        features, feature_lengths = model.encoder.featurize(waveforms, model.device)
-        prompt = model.prompter.encode_messages(messages, model.audio_token_counts(feature_lengths))
-        batch = model.prompter.collate([prompt], padding_side="left")
+        waveforms = [_clip(clip, f"audio {number}", processor.max_seconds) for number, clip in enumerate(clips, 1)]
+        features, feature_lengths = processor.featurize(waveforms, self.model.device)
+        prompt = processor.encode_messages(messages, processor.audio_token_counts(feature_lengths))
+        batch = processor.collate([prompt], padding_side="left")
         generate_options.setdefault("max_new_tokens", CHAT_MAX_NEW_TOKENS)
-        tokens = model.generate(**batch, input_features=features, feature_lengths=feature_lengths, **generate_options)
-        return model.tokenizer.decode(tokens[0], skip_special_tokens=True).strip()
+        tokens = self.model.generate(**batch, input_features=features, feature_lengths=feature_lengths,
+                                     **generate_options)
+        return processor.tokenizer.decode(tokens[0], skip_special_tokens=True).strip()
 
     def _resolve(self, overrides: dict[str, Any]) -> TranscriptionOptions:
         options = dataclasses.replace(self.options, **overrides)
-        encoder_seconds = self.model.encoder.max_seconds
+        encoder_seconds = self.processor.max_seconds
         if options.max_window_seconds is not None and not 0 < options.max_window_seconds <= encoder_seconds:
             raise ValueError(f"max_window_seconds must be in (0, {encoder_seconds:g}], the encoder's window")
         if not options.temperatures:
@@ -267,7 +269,7 @@ class Transcriber:
             probabilities, waveform.size, options.speech_threshold, options.min_speech_seconds,
             options.min_silence_seconds,
         )
-        max_seconds = options.max_window_seconds or self.model.encoder.max_seconds
+        max_seconds = options.max_window_seconds or self.processor.max_seconds
         split_pause = None if options.split_pause_seconds is None else int(options.split_pause_seconds * SAMPLE_RATE)
         return plan_windows(
             regions, probabilities, waveform.size, int(max_seconds * SAMPLE_RATE),
@@ -277,7 +279,7 @@ class Transcriber:
     def _decode(self, windows: Sequence[_Window], clips: list[np.ndarray], options: TranscriptionOptions) -> None:
         """Fills each window's words: decoded with fallback, scored, and timed when asked."""
         model = self.model
-        inputs = model.prepare(clips, options.task, feature_device=model.device)
+        inputs = self.processor(clips, options.task, feature_device=model.device)
         frames, frame_lengths = model.encode_audio(inputs.pop("input_features"), inputs.pop("feature_lengths"))
         budgets = [options.max_new_tokens or answer_token_budget(clip.size / SAMPLE_RATE, options.max_tokens_per_second)
                    for clip in clips]
@@ -321,7 +323,7 @@ class Transcriber:
             logits_processor=LogitsProcessorList([logprobs]), **sampling,
         ).cpu()
         token_logprobs = logprobs.finish(new_tokens)
-        stops = set(model.prompter.stop_token_ids)
+        stops = set(self.processor.stop_token_ids)
         answers = []
         for tokens, scores, budget in zip(new_tokens.tolist(), token_logprobs.tolist(), budgets):
             stop = next((i for i, token in enumerate(tokens) if token in stops), None)
@@ -331,7 +333,7 @@ class Transcriber:
         return answers
 
     def _answer(self, tokens: list[int], logprobs: list[float], ran_on: bool, options: TranscriptionOptions) -> _Answer:
-        scored = words_from_tokens(self.model.tokenizer, tokens, logprobs)
+        scored = words_from_tokens(self.processor.tokenizer, tokens, logprobs)
         words, confidences = [word for word, _ in scored], [confidence for _, confidence in scored]
         looped = find_loop(words, options.loop_max_ngram, options.loop_min_repeats) is not None
         return _Answer(words, confidences, failed=ran_on or looped)

@@ -78,7 +78,17 @@ class GraftConfig:
 
     @classmethod
     def load(cls, directory: str | Path) -> GraftConfig:
-        path = Path(directory) / CONFIG_NAME
+        """The config saved in `directory`; bases named by a path inside it (a merged graft's) become full paths."""
+        directory = Path(directory)
+        path = directory / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a saved audiograft model directory")
-        return cls.from_dict(json.loads(path.read_text()))
+        config = cls.from_dict(json.loads(path.read_text()))
+        config.encoder = _inside(config.encoder, directory)
+        config.llm = _inside(config.llm, directory)
+        return config
+
+
+def _inside(name_or_path: str, directory: Path) -> str:
+    candidate = directory / name_or_path
+    return str(candidate) if not Path(name_or_path).is_absolute() and candidate.exists() else name_or_path

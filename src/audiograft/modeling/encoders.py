@@ -10,7 +10,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from torch import nn
@@ -18,7 +17,6 @@ from transformers import (
     Qwen2AudioEncoder,
     Qwen2AudioEncoderConfig,
     WhisperConfig,
-    WhisperFeatureExtractor,
 )
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -27,14 +25,32 @@ from audiograft.modeling.config import EncoderContext
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
-
 # Key prefixes under which each checkpoint type keeps its audio encoder; only these tensors are read.
 _ENCODER_PREFIXES = {
     "whisper": ("model.encoder.", "encoder."),
     "qwen2_audio": ("audio_tower.", "model.audio_tower."),
     "qwen2_audio_encoder": ("",),
 }
+
+
+# Both encoders open with two convolutions, the second of stride 2: one encoder position per two log-mel frames.
+CONV_STRIDE = 2
+
+
+def encoder_pooling(config: WhisperConfig | Qwen2AudioEncoderConfig) -> int:
+    """Encoder positions averaged into one frame after the transformer: Qwen2-Audio's tower pools pairs."""
+    return 2 if isinstance(config, Qwen2AudioEncoderConfig) else 1
+
+
+def window_frames(config: WhisperConfig | Qwen2AudioEncoderConfig) -> int:
+    """Log-mel frames in the encoder's window (3000 for Whisper's 30 s), the longest input its positions allow."""
+    return config.max_source_positions * CONV_STRIDE
+
+
+def frame_lengths(feature_lengths: torch.Tensor, pooling: int) -> torch.Tensor:
+    """Encoder frames of clips `feature_lengths` log-mel frames long, for an encoder that pools `pooling` positions."""
+    positions = (feature_lengths - 1) // CONV_STRIDE + 1
+    return (positions - pooling) // pooling + 1
 
 
 class AudioEncoder(nn.Module):
@@ -50,7 +66,6 @@ class AudioEncoder(nn.Module):
         self.model = model
         self.context = context
         self.pools = isinstance(model, Qwen2AudioEncoder)
-        self.feature_extractor = WhisperFeatureExtractor(feature_size=model.config.num_mel_bins)
 
     @property
     def hidden_size(self) -> int:
@@ -63,70 +78,25 @@ class AudioEncoder(nn.Module):
     @property
     def max_frames(self) -> int:
         """Mel frames in a 30 s window, the longest input the positional table allows."""
-        return self.model.config.max_source_positions * 2
+        return window_frames(self.model.config)
 
     @property
     def max_seconds(self) -> float:
         return self.max_frames / 100
 
-    def featurize(
-        self, waveforms: list[np.ndarray], device: str | torch.device = "cpu"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whisper's log-mel features of 16 kHz mono clips, computed on `device`, and the valid frames of each.
-
-        context="trim" pads to about the batch's longest clip: the padding would be masked and dropped
-        anyway, and a 5 s clip costs a sixth of the log-mel work. Each clip's valid frames are those of 30 s of padding. context="full" pads
-        every clip to 30 s, whose log-mel of silence Whisper saw in training.
-        """
-        max_seconds = self.max_seconds
-        for index, waveform in enumerate(waveforms):
-            if waveform.ndim != 1 or waveform.size == 0:
-                raise ValueError(f"clip {index}: expected a non-empty 1-D waveform, got shape {waveform.shape}")
-            if waveform.size > max_seconds * SAMPLE_RATE:
-                raise ValueError(f"clip {index}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:.0f} s")
-        hop = self.feature_extractor.hop_length
-        longest = max(waveform.size for waveform in waveforms)
-        # Trimmed: half a window of silence after the longest clip, so that every clip's last frames see zeros past
-        # its end as they do in 30 s of padding, then an even number of frames.
-        margin = self.feature_extractor.n_fft // 2
-        samples = self.max_frames * hop if self.context == "full" else -(-(longest + margin) // (2 * hop)) * 2 * hop
-        device = torch.device(device)
-        padded = torch.zeros(len(waveforms), samples, pin_memory=device.type == "cuda")
-        for row, waveform in enumerate(waveforms):
-            padded[row, : waveform.size] = torch.from_numpy(np.asarray(waveform, dtype=np.float32))
-        lengths = torch.tensor([-(-waveform.size // hop) for waveform in waveforms])
-        return self._log_mel(padded.to(device, non_blocking=True)), lengths
-
-    def encode_clips(self, waveforms: list[np.ndarray]) -> list[tuple[torch.Tensor, int]]:
+    def encode_clips(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
         """Each clip's own encoder frames (frames, d_model) and log-mel length, the clips run as one batch."""
         device = next(self.parameters()).device
-        features, feature_lengths = self.featurize(waveforms, device)
-        frames, frame_lengths = self(features, feature_lengths.to(device))
+        frames, frame_lengths = self(input_features.to(device), feature_lengths.to(device))
         return [(frames[row, :count], int(length))
                 for row, (count, length) in enumerate(zip(frame_lengths.tolist(), feature_lengths.tolist()))]
-
-    def _log_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
-        # WhisperFeatureExtractor's own torch computation, kept on the device: the extractor returns NumPy, so on a
-        # GPU its features would make a round trip through host memory (1 s of a 6 s batch of 256 x 30 s clips).
-        extractor = self.feature_extractor
-        window = torch.hann_window(extractor.n_fft, device=waveforms.device)
-        stft = torch.stft(waveforms, extractor.n_fft, extractor.hop_length, window=window, return_complex=True)
-        power = (stft[..., :-1].abs() ** 2).contiguous()
-        filters = torch.from_numpy(extractor.mel_filters).to(waveforms.device, torch.float32)
-        log_spec = torch.clamp(filters.T @ power, min=1e-10).log10()
-        ceiling = log_spec.amax(dim=(1, 2), keepdim=True)
-        return (torch.maximum(log_spec, ceiling - 8.0) + 4.0) / 4.0
-
-    def output_lengths(self, feature_lengths: torch.Tensor) -> torch.Tensor:
-        lengths = (feature_lengths - 1) // 2 + 1
-        return (lengths - 2) // 2 + 1 if self.pools else lengths
 
     def forward(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input_features: (batch, mel, frames), padded; feature_lengths: valid frames per clip."""
         if int(feature_lengths.max()) > self.max_frames:
             raise ValueError(f"clips longer than {self.max_frames // 100} s must be split before encoding")
         input_features = input_features.to(self.model.conv1.weight.dtype)
-        output_lengths = self.output_lengths(feature_lengths)
+        output_lengths = frame_lengths(feature_lengths, encoder_pooling(self.model.config))
         if self.context == "full":
             hidden = self._forward_full(input_features, feature_lengths)
         else:
@@ -175,20 +145,8 @@ def load_encoder(
     Qwen2-Audio's 7B LLM never enters memory. The encoder is frozen and in eval mode.
     """
     directory = _resolve_checkpoint(name_or_path)
-    config_dict = json.loads((directory / "config.json").read_text())
-    model_type = config_dict.get("model_type")
-    if model_type == "whisper":
-        config = WhisperConfig.from_dict(config_dict)
-        model_class = WhisperEncoder
-    elif model_type == "qwen2_audio":
-        config = Qwen2AudioEncoderConfig.from_dict(config_dict["audio_config"])
-        model_class = Qwen2AudioEncoder
-    elif model_type == "qwen2_audio_encoder":
-        config = Qwen2AudioEncoderConfig.from_dict(config_dict)
-        model_class = Qwen2AudioEncoder
-    else:
-        raise ValueError(f"{name_or_path}: unsupported encoder model_type {model_type!r} (whisper or qwen2_audio)")
-
+    model_type, config = _encoder_config(directory, name_or_path)
+    model_class = WhisperEncoder if model_type == "whisper" else Qwen2AudioEncoder
     with torch.device("meta"):
         model = model_class(config)
     state_dict = _read_prefixed_tensors(directory, _ENCODER_PREFIXES[model_type])
@@ -201,7 +159,24 @@ def load_encoder(
     return AudioEncoder(model, context)
 
 
-def _resolve_checkpoint(name_or_path: str) -> Path:
+def read_encoder_config(name_or_path: str) -> WhisperConfig | Qwen2AudioEncoderConfig:
+    """The encoder's config of a Whisper or Qwen2-Audio checkpoint, reading no weights."""
+    return _encoder_config(_resolve_checkpoint(name_or_path, ["*.json"]), name_or_path)[1]
+
+
+def _encoder_config(directory: Path, name_or_path: str) -> tuple[str, WhisperConfig | Qwen2AudioEncoderConfig]:
+    config_dict = json.loads((directory / "config.json").read_text())
+    model_type = config_dict.get("model_type")
+    if model_type == "whisper":
+        return model_type, WhisperConfig.from_dict(config_dict)
+    if model_type == "qwen2_audio":
+        return model_type, Qwen2AudioEncoderConfig.from_dict(config_dict["audio_config"])
+    if model_type == "qwen2_audio_encoder":
+        return model_type, Qwen2AudioEncoderConfig.from_dict(config_dict)
+    raise ValueError(f"{name_or_path}: unsupported encoder model_type {model_type!r} (whisper or qwen2_audio)")
+
+
+def _resolve_checkpoint(name_or_path: str, patterns: list[str] | None = None) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -209,7 +184,7 @@ def _resolve_checkpoint(name_or_path: str) -> Path:
         raise FileNotFoundError(f"encoder directory {name_or_path} does not exist")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(name_or_path, allow_patterns=["*.json", "*.safetensors"]))
+    return Path(snapshot_download(name_or_path, allow_patterns=patterns or ["*.json", "*.safetensors"]))
 
 
 def _read_prefixed_tensors(directory: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:

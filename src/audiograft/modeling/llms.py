@@ -54,17 +54,19 @@ def load_llm(
     if quantize_4bit_on is not None:
         loading["quantization_config"] = nf4_quantization(dtype)
         loading["device_map"] = {"": str(quantize_4bit_on)}
-    processor = None
-    if is_vision_language(config):
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **loading)
-        processor = AutoProcessor.from_pretrained(name_or_path)
-        tokenizer = processor.tokenizer
-    else:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, **loading)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    model_class = AutoModelForImageTextToText if is_vision_language(config) else AutoModelForCausalLM
+    model = model_class.from_pretrained(name_or_path, **loading)
     model.eval().requires_grad_(False)
     logger.info("loaded %s from %s", type(model).__name__, name_or_path)
-    return LanguageModel(model, tokenizer, processor)
+    return LanguageModel(model, *load_tokenizer(name_or_path))
+
+
+def load_tokenizer(name_or_path: str) -> tuple[Any, Any | None]:
+    """The LLM's tokenizer and, for a vision-language model, its processor (which holds that tokenizer); no weights."""
+    if is_vision_language(AutoConfig.from_pretrained(name_or_path)):
+        processor = AutoProcessor.from_pretrained(name_or_path)
+        return processor.tokenizer, processor
+    return AutoTokenizer.from_pretrained(name_or_path), None
 
 
 def nf4_quantization(compute_dtype: torch.dtype) -> BitsAndBytesConfig:

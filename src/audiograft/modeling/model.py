@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
@@ -27,8 +26,14 @@ from audiograft.modeling.llms import (
     lora_target_modules,
     use_grouped_query_sdpa,
 )
+from audiograft.modeling.processor import (
+    FRAMES_PER_SECOND,
+    IGNORE_INDEX,
+    Audio,
+    AudioSettings,
+    GraftProcessor,
+)
 from audiograft.modeling.projectors import build_projector
-from audiograft.modeling.prompting import IGNORE_INDEX, Prompter
 from audiograft.presets.pretrained import resolve_base, resolve_model_dir
 
 logger = logging.getLogger(__name__)
@@ -40,8 +45,6 @@ ENCODER_PREFIX = "encoder."
 # share one compiled decode step instead of compiling their own.
 STATIC_CACHE_BUCKET = 256
 
-Audio = np.ndarray | list[np.ndarray]
-
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
     """bf16 on accelerators; fp32 on CPU, where bf16 arithmetic is slower."""
@@ -49,17 +52,19 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
 
 
 class GraftModel(nn.Module):
+    """`processor` (a GraftProcessor, built from the configs) turns audio and text into this model's inputs."""
+
     def __init__(self, config: GraftConfig, encoder: AudioEncoder, language_model: LanguageModel):
         super().__init__()
         self.config = config
         self.encoder = encoder
         self.llm = language_model.model
-        self.tokenizer = language_model.tokenizer
-        self.processor = language_model.processor
+        self.processor = GraftProcessor(language_model.tokenizer, config,
+                                        AudioSettings.from_encoder_config(encoder.model.config),
+                                        language_model.processor)
         use_grouped_query_sdpa(self.llm)
         d_llm = self.llm.get_input_embeddings().embedding_dim
         self.projector = build_projector(config, encoder.hidden_size, d_llm).to(self.llm.dtype)
-        self.prompter = Prompter(self.tokenizer, self.processor, config.system_prompt)
         # Vision-language models find their image positions and M-RoPE indices from input_ids,
         # so they get the ids alongside the embeddings; plain causal LMs accept only one of the two.
         self._llm_takes_ids_with_embeds = is_vision_language(self.llm.config)
@@ -101,11 +106,13 @@ class GraftModel(nn.Module):
         """
         directory = resolve_model_dir(directory)
         config = GraftConfig.load(directory)
-        config.encoder = _resolve_relative(config.encoder, directory)
-        config.llm = _resolve_relative(config.llm, directory)
         lora = config.lora
         config.lora = None
         model = cls.from_config(config, device, dtype, llm_in_4bit)
+        saved = AudioSettings.load(directory)
+        if saved is not None and saved != model.processor.audio:
+            raise ValueError(f"{directory}: its processor was saved for an encoder hearing {saved}, but the encoder "
+                             f"{config.encoder} hears {model.processor.audio}")
         model.projector.load_state_dict(load_file(directory / PROJECTOR_WEIGHTS, device=str(device)))
         if lora is not None:
             model.llm = PeftModel.from_pretrained(model.llm, directory / LORA_DIR)
@@ -136,6 +143,7 @@ class GraftModel(nn.Module):
         if isinstance(self.llm, PeftModel):
             self.llm.save_pretrained(directory / LORA_DIR, state_dict=lora)
         self.config.save(directory)
+        self.processor.save_pretrained(directory)
         return directory
 
     def add_lora(self, settings: LoraSettings) -> None:
@@ -155,7 +163,7 @@ class GraftModel(nn.Module):
         directory = Path(directory)
         llm = self.llm.merge_and_unload() if isinstance(self.llm, PeftModel) else self.llm
         llm.save_pretrained(directory / "llm")
-        (self.processor or self.tokenizer).save_pretrained(directory / "llm")
+        (self.processor.llm_processor or self.processor.tokenizer).save_pretrained(directory / "llm")
         encoder_dir = directory / "encoder"
         encoder_dir.mkdir(parents=True, exist_ok=True)
         encoder_model = self.encoder.model
@@ -165,6 +173,7 @@ class GraftModel(nn.Module):
         save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, directory / PROJECTOR_WEIGHTS)
         merged = GraftConfig.from_dict({**self.config.to_dict(), "encoder": "encoder", "llm": "llm", "lora": None})
         merged.save(directory)
+        self.processor.save_pretrained(directory)
         return directory
 
     @property
@@ -197,67 +206,6 @@ class GraftModel(nn.Module):
     @property
     def projector_dtype(self) -> torch.dtype:
         return next(self.projector.parameters()).dtype
-
-    def audio_token_counts(self, feature_lengths: torch.Tensor) -> list[int]:
-        return self._token_counts(self.encoder.output_lengths(feature_lengths))
-
-    def _token_counts(self, frame_lengths: torch.Tensor) -> list[int]:
-        if self.config.projector == "linear":
-            return frame_lengths.tolist()
-        return (-(-frame_lengths // self.config.downsample)).tolist()
-
-    def prepare(
-        self,
-        audios: list[Audio],
-        instruction: str | None = None,
-        answers: list[str] | None = None,
-        images: list[list[Any]] | None = None,
-        feature_device: str | torch.device = "cpu",
-    ) -> dict[str, torch.Tensor]:
-        """Model inputs for a batch: each example has one clip or a list of clips (in prompt order).
-
-        With `answers` the batch is right-padded and carries labels (training); without, it is
-        left-padded for generation. `feature_device` computes the log-mel features there (inference
-        passes the model's device; data-loader workers stay on the CPU).
-        """
-        clips_per_example = [[a] if isinstance(a, np.ndarray) else list(a) for a in audios]
-        clips = [clip for clips in clips_per_example for clip in clips]
-        features, feature_lengths = self.encoder.featurize(clips, feature_device)
-        counts = iter(self.audio_token_counts(feature_lengths))
-        counts_per_example = [[next(counts) for _ in clips] for clips in clips_per_example]
-        batch = self._prompt_batch(counts_per_example, instruction, answers, images)
-        return {**batch, "input_features": features, "feature_lengths": feature_lengths}
-
-    def prepare_encoded(
-        self, encoded: list[tuple[torch.Tensor, int]], instruction: str | None, answers: list[str]
-    ) -> dict[str, Any]:
-        """A training batch from already-encoded clips: (encoder frames, log-mel length) each, one clip an example."""
-        frames = [clip_frames for clip_frames, _ in encoded]
-        frame_lengths = torch.tensor([f.shape[0] for f in frames])
-        batch = self._prompt_batch([[count] for count in self._token_counts(frame_lengths)], instruction, answers)
-        padded = nn.utils.rnn.pad_sequence(frames, batch_first=True)
-        feature_lengths = torch.tensor([length for _, length in encoded])
-        return {**batch, "encoded_audio": (padded, frame_lengths), "feature_lengths": feature_lengths}
-
-    def _prompt_batch(
-        self,
-        counts_per_example: list[list[int]],
-        instruction: str | None,
-        answers: list[str] | None,
-        images: list[list[Any]] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Prompts holding each example's audio positions; right-padded with labels when answers are given."""
-        instruction = instruction or self.config.instruction
-        prompts = [
-            self.prompter.encode(
-                counts,
-                instruction,
-                answer=None if answers is None else answers[index],
-                images=None if images is None else images[index],
-            )
-            for index, counts in enumerate(counts_per_example)
-        ]
-        return self.prompter.collate(prompts, padding_side="left" if answers is None else "right")
 
     def _merge_audio(self, input_ids, audio_mask, encoded_audio: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         inputs_embeds = self.llm.get_input_embeddings()(input_ids)
@@ -336,8 +284,8 @@ class GraftModel(nn.Module):
         if encoded_audio is None:
             encoded_audio = self.encode_audio(input_features, feature_lengths)
         inputs_embeds = self._merge_audio(input_ids, audio_mask, encoded_audio)
-        generate_kwargs.setdefault("eos_token_id", self.prompter.stop_token_ids)
-        generate_kwargs.setdefault("pad_token_id", self.prompter.pad_id)
+        generate_kwargs.setdefault("eos_token_id", self.processor.stop_token_ids)
+        generate_kwargs.setdefault("pad_token_id", self.processor.pad_id)
         generate_kwargs.setdefault("do_sample", False)
         if static_cache:
             if "max_new_tokens" not in generate_kwargs:
@@ -366,22 +314,17 @@ class GraftModel(nn.Module):
 
         `generate_kwargs` go to `generate` (e.g. static_cache=True, min_new_tokens).
         """
-        batch = self.prepare(audios, instruction, feature_device=self.device)
+        batch = self.processor(audios, instruction, feature_device=self.device)
         if max_new_tokens is None:
-            max_new_tokens = answer_token_budget(float(batch["feature_lengths"].max()) / 100)
+            max_new_tokens = answer_token_budget(float(batch["feature_lengths"].max()) / FRAMES_PER_SECOND)
         tokens = self.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
-        return [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        return [text.strip() for text in self.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 
 
 def answer_token_budget(seconds: float, tokens_per_second: float = 8.0, slack: int = 16) -> int:
     """Most new tokens worth generating for `seconds` of audio. Speech runs at about 3 tokens per second,
     so this generous bound only stops runaway loops."""
     return int(slack + tokens_per_second * seconds)
-
-
-def _resolve_relative(name_or_path: str, directory: Path) -> str:
-    candidate = directory / name_or_path
-    return str(candidate) if not Path(name_or_path).is_absolute() and candidate.exists() else name_or_path
 
 
 def _to_device(values: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -79,6 +79,11 @@ class StackProjector(nn.Module):
         return tokens, _grouped_lengths(lengths, self.k)
 
 
+def token_lengths(frame_lengths: torch.Tensor, config: GraftConfig) -> torch.Tensor:
+    """Tokens the configured projector makes of clips `frame_lengths` encoder frames long."""
+    return frame_lengths if config.projector == "linear" else _grouped_lengths(frame_lengths, config.downsample)
+
+
 def build_projector(config: GraftConfig, d_audio: int, d_llm: int) -> nn.Module:
     if config.projector == "linear":
         return LinearProjector(d_audio, d_llm, bias=config.projector_bias)

@@ -224,7 +224,7 @@ def create_app(transcriber: Transcriber, settings: ServerSettings = ServerSettin
                     if not queue.has_room():
                         raise QueueFull
                     waveform = await _decoded(upload, settings.max_audio_seconds)
-                instruction = transcriber.options.task or transcriber.model.config.instruction
+                instruction = transcriber.options.task or transcriber.processor.instruction
                 key = decoding_options(options, instruction, settings.use_prompt)
                 transcript = await queue.submit(waveform, key, cost=waveform.size / SAMPLE_RATE)
         except QueueFull as full:

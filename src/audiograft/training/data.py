@@ -15,6 +15,7 @@ from torch.utils.data import Dataset, Sampler
 
 from audiograft.audio.io import SAMPLE_RATE, AudioError, load_audio
 from audiograft.manifest import Utterance
+from audiograft.modeling.processor import GraftProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -217,11 +218,14 @@ class SpecAugment:
 class SpeechCollator:
     """Examples -> a training batch (log-mel features, token ids, audio positions, labels).
 
+    It holds the graft's processor, never the model: each data-loader worker gets a copy of the collator.
     Unusable examples are logged and left out; a batch with none left is returned as None.
     """
 
-    def __init__(self, model: Any, instruction: str | None = None, spec_augment: SpecAugment | None = None):
-        self.model = model
+    def __init__(
+        self, processor: GraftProcessor, instruction: str | None = None, spec_augment: SpecAugment | None = None
+    ):
+        self.processor = processor
         self.instruction = instruction
         self.spec_augment = spec_augment
 
@@ -235,10 +239,9 @@ class SpeechCollator:
         if not usable:
             return None
         if usable[0].encoded is not None:
-            return self.model.prepare_encoded([e.encoded for e in usable], self.instruction, [e.text for e in usable])
-        batch = self.model.prepare(
-            [e.waveform for e in usable], self.instruction, answers=[e.text for e in usable]
-        )
+            return self.processor.prepare_encoded([e.encoded for e in usable], self.instruction,
+                                                  [e.text for e in usable])
+        batch = self.processor([e.waveform for e in usable], self.instruction, answers=[e.text for e in usable])
         if self.spec_augment is not None:
             seed = np.random.default_rng([k for e in usable for k in e.seed_key]).integers(2**62)
             generator = torch.Generator().manual_seed(int(seed))

@@ -21,13 +21,17 @@ from safetensors.torch import load_file, save_file
 from audiograft.audio.io import AudioError, load_audio
 from audiograft.manifest import Utterance
 from audiograft.modeling.encoders import AudioEncoder
+from audiograft.modeling.processor import GraftProcessor
 
 logger = logging.getLogger(__name__)
 
 
 class EncoderCache:
-    def __init__(self, directory: str | Path, encoder: AudioEncoder, encoder_name: str):
+    """`processor` computes the log-mel features that `encoder` encodes, on the encoder's device."""
+
+    def __init__(self, directory: str | Path, encoder: AudioEncoder, processor: GraftProcessor, encoder_name: str):
         self.encoder = encoder
+        self.processor = processor
         dtype = str(next(encoder.parameters()).dtype)
         fingerprint = hashlib.sha1(f"{encoder_name}|{encoder.context}|{dtype}".encode()).hexdigest()[:16]
         self.directory = Path(directory) / fingerprint
@@ -63,11 +67,13 @@ class EncoderCache:
                 loaded = []
                 for utterance in missing[start : start + batch_size]:
                     try:
-                        loaded.append((utterance, load_audio(utterance.audio, max_seconds=self.encoder.max_seconds)))
+                        loaded.append((utterance, load_audio(utterance.audio, max_seconds=self.processor.max_seconds)))
                     except AudioError as error:
                         logger.warning("not cached: %s", error)
                 if loaded:
-                    encoded = self.encoder.encode_clips([waveform for _, waveform in loaded])
+                    device = next(self.encoder.parameters()).device
+                    features = self.processor.featurize([waveform for _, waveform in loaded], device)
+                    encoded = self.encoder.encode_clips(*features)
                     for (utterance, _), (frames, feature_length) in zip(loaded, encoded):
                         self._write(utterance.audio, frames, feature_length)
                 progress.advance(task, len(missing[start : start + batch_size]))

@@ -183,21 +183,21 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     utterances = read_manifest(config.train_manifest)
     cache = None
     if config.encoder_cache:
-        cache = EncoderCache(config.encoder_cache, model.encoder, model.config.encoder)
+        cache = EncoderCache(config.encoder_cache, model.encoder, model.processor, model.config.encoder)
         if accelerator.is_main_process:
             logger.info("encoded %d clips into %s", cache.fill(utterances, config.batch_size), cache.directory)
         accelerator.wait_for_everyone()
     dataset = SpeechDataset(
         utterances,
-        augment=Augmentation(max_seconds=model.encoder.max_seconds) if config.augment else None,
+        augment=Augmentation(max_seconds=model.processor.max_seconds) if config.augment else None,
         seed=config.seed,
-        max_seconds=model.encoder.max_seconds,
+        max_seconds=model.processor.max_seconds,
         encoder_cache=cache,
     )
     sampler = LengthBucketSampler(
         dataset.durations, config.batch_size, config.max_batch_seconds, seed=config.seed
     )
-    collator = SpeechCollator(model, config.instruction, SpecAugment() if config.spec_augment else None)
+    collator = SpeechCollator(model.processor, config.instruction, SpecAugment() if config.spec_augment else None)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collator, num_workers=config.num_workers)
 
     parameters = [p for p in model.parameters() if p.requires_grad]
