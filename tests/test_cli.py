@@ -1,14 +1,26 @@
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import soundfile
+import torch
+import typer
 from conftest import make_clips
 from typer.testing import CliRunner
 
+import audiograft
+from audiograft import cli
 from audiograft.audio.io import load_audio
+from audiograft.bench.config import BenchConfig
 from audiograft.cli import app
-from audiograft.modeling.config import GraftConfig
+from audiograft.inference.options import DEFAULT_CPU_THREADS, TranscriptionOptions
+from audiograft.inference.transcript import OUTPUT_FORMATS
+from audiograft.modeling.config import EncoderContext, GraftConfig, ProjectorType
+from audiograft.serving.settings import ServerSettings
 
 runner = CliRunner()
 
@@ -97,3 +109,142 @@ def test_eval_writes_json_and_report_and_survives_a_missing_file(base_models, tm
     assert {"wer", "cer", "hallucination_rate", "loop_rate", "empty_rate"} <= set(values)
     assert "<table" in (tmp_path / "r.html").read_text()
     assert "WER" in result.stdout
+
+
+def command(name: str) -> typer.core.TyperCommand:
+    return typer.main.get_command(app).commands[name]
+
+
+def parameter(command_name: str, name: str):
+    return next(p for p in command(command_name).params if p.name == name)
+
+
+def make_graft(base_models, graft_dir: Path) -> Path:
+    result = runner.invoke(app, ["init", str(graft_dir), "--encoder", str(base_models["whisper"]),
+                                 "--llm", str(base_models["qwen2"])])
+    assert result.exit_code == 0, result.output
+    return graft_dir
+
+
+def run_audiograft(*arguments: str) -> subprocess.CompletedProcess:
+    """`python -m audiograft ...` in a fresh process, as a user runs it, without any quieting of our own."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    env["PYTHONPATH"] = os.pathsep.join([SOURCE_ROOT, env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "audiograft", *arguments], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+SOURCE_ROOT = str(Path(audiograft.__file__).parents[1])
+
+
+def test_help_lists_the_commands_without_importing_torch():
+    probe = ("import runpy, sys\nsys.argv = ['audiograft', '--help']\n"
+             "try:\n    runpy.run_module('audiograft', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print('heavy:', [m for m in ('torch', 'transformers', 'peft', 'fastapi') if m in sys.modules])")
+    env = dict(os.environ, PYTHONPATH=SOURCE_ROOT, COLUMNS="200")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "heavy: []" in result.stdout
+    assert all(name in result.stdout for name in ("transcribe", "train", "eval", "serve", "bench", "data"))
+
+
+def test_version_prints_the_package_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"audiograft {audiograft.__version__}"
+
+
+def test_choices_come_from_the_library_and_are_checked():
+    assert [member.value for member in cli.OutputFormat] == list(OUTPUT_FORMATS)
+    assert [member.value for member in cli.Projector] == list(get_args(ProjectorType))
+    assert [member.value for member in cli.EncoderContextChoice] == list(get_args(EncoderContext))
+    result = runner.invoke(app, ["init", "out", "--preset", "small", "--projector", "conv"])
+    assert result.exit_code == 2 and "--projector" in result.output and not Path("out").exists()
+    assert all(name in result.output for name in get_args(ProjectorType))
+    result = runner.invoke(app, ["eval", "m.jsonl", "--baseline", "wav2vec"])
+    assert result.exit_code == 2 and "--baseline" in result.output
+
+
+def test_defaults_come_from_the_option_dataclasses():
+    assert parameter("transcribe", "batch_size").default == TranscriptionOptions.batch_size
+    assert parameter("transcribe", "static_cache").default == TranscriptionOptions.static_cache
+    assert parameter("eval", "batch_size").default == TranscriptionOptions.batch_size
+    assert parameter("init", "downsample").default == GraftConfig.downsample
+    assert parameter("serve", "max_queue_depth").default == ServerSettings.max_queue_depth
+    assert parameter("serve", "batch_wait_ms").default == ServerSettings.batch_wait_seconds * 1000
+    assert parameter("serve", "request_timeout").default == ServerSettings.request_timeout_seconds
+    assert parameter("bench", "repeats").default == BenchConfig.repeats
+    assert parameter("bench", "rows").default == ",".join(BenchConfig.rows)
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_missing_model_directory_is_one_line_and_v_shows_the_traceback(tmp_path):
+    clip = tmp_path / "a.wav"
+    soundfile.write(clip, make_clips([0.5])[0], 16000)
+    line = one_error_line(runner.invoke(app, ["transcribe", str(clip), "--model", "/nonexistent"]))
+    assert line.startswith("error: ") and "/nonexistent" in line and "-v" in line
+    result = runner.invoke(app, ["-v", "transcribe", str(clip), "--model", "/nonexistent"])
+    assert isinstance(result.exception, FileNotFoundError)
+
+
+def test_cuda_without_cuda_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for arguments in (["transcribe", str(tmp_path / "a.wav")], ["eval", str(tmp_path / "m.jsonl")]):
+        line = one_error_line(runner.invoke(app, [*arguments, "--device", "cuda"]))
+        assert "--device cuda" in line and "--device cpu" in line
+
+
+def test_a_bad_manifest_line_in_train_is_one_line(base_models, tmp_path):
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text('{"audio": "a.wav", "text": "fine", "duration": 1.0}\n{"audio": "b.wav"\n')
+    config = tmp_path / "stage.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'run'}\ntrain_manifest: {manifest}\n"
+                      f"model: {{encoder: {base_models['whisper']}, llm: {base_models['qwen2']}}}\n")
+    result = run_audiograft("train", str(config))  # a fresh process: the base models load first, quietly
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{manifest}:2" in result.stderr
+
+
+def test_a_missing_training_config_is_one_line(tmp_path):
+    line = one_error_line(runner.invoke(app, ["train", str(tmp_path / "missing.yaml")]))
+    assert "missing.yaml" in line
+
+
+def test_transcribe_prints_no_warnings_on_a_normal_run(base_models, tmp_path):
+    graft_dir = make_graft(base_models, tmp_path / "graft")
+    clip = tmp_path / "a.wav"
+    soundfile.write(clip, make_clips([1.0])[0], 16000)
+    result = run_audiograft("transcribe", str(clip), "--model", str(graft_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(str(clip))
+    assert result.stderr.strip() == ""
+
+
+def test_threads_sets_torch_threads_with_a_small_default(base_models, tmp_path):
+    assert 1 <= parameter("transcribe", "threads").default == DEFAULT_CPU_THREADS <= 4
+    assert all(parameter(name, "threads").default == DEFAULT_CPU_THREADS for name in ("eval", "serve"))
+    graft_dir = make_graft(base_models, tmp_path / "graft")
+    clip = tmp_path / "a.wav"
+    soundfile.write(clip, make_clips([0.5])[0], 16000)
+    before = torch.get_num_threads()
+    try:
+        result = runner.invoke(app, ["transcribe", str(clip), "--model", str(graft_dir), "--threads", "1"])
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_serve_reads_the_api_key_from_the_environment(monkeypatch):
+    started = {}
+    monkeypatch.setattr("audiograft.serving.server.serve", lambda model, **kwargs: started.update(kwargs))
+    monkeypatch.setenv("AUDIOGRAFT_API_KEY", "from-env")
+    result = runner.invoke(app, ["serve", "--max-batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert started["settings"].api_key == "from-env" and started["settings"].max_batch_size == 2

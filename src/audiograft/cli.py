@@ -1,31 +1,126 @@
-"""The `audiograft` command."""
+"""The `audiograft` command.
+
+Commands import torch, transformers and peft (through the library) inside their bodies rather than here, for
+start-up time only: `audiograft --help`, `--version` and mistakes in arguments then answer at once, not in 10-20 s.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
+import os
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from typer.core import TyperGroup
 
-from audiograft.modeling.config import GraftConfig
+import audiograft
+from audiograft.bench.config import BenchConfig
+from audiograft.inference.options import DEFAULT_CPU_THREADS, TranscriptionOptions
+from audiograft.inference.transcript import OUTPUT_FORMATS
+from audiograft.modeling.config import EncoderContext, GraftConfig, ProjectorType
+from audiograft.serving.settings import ServerSettings
 
-app = typer.Typer(help="Graft a pretrained audio encoder onto a pretrained LLM.", no_args_is_help=True)
+
+class UserError(Exception):
+    """A mistake in what the user asked for, found by the command itself; the message names it and the fix."""
+
+
+# Exceptions that mean bad input rather than a bug: AudioError and ManifestError are ValueErrors, and so are
+# the config checks (GraftConfig, TrainConfig); a missing file or model directory is an OSError.
+USER_ERRORS = (UserError, ValueError, OSError)
+
+
+class AudiograftGroup(TyperGroup):
+    """Ends a known user mistake in one line, `error: ...`, with exit code 2; `-v` shows its traceback instead."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # output piped into `head`: click ends quietly
+            raise
+        except USER_ERRORS as error:
+            if ctx.params.get("verbose"):
+                raise
+            message = " ".join(str(error).split()) or type(error).__name__
+            typer.echo(f"error: {message} (-v shows the traceback)", err=True)
+            raise typer.Exit(code=2) from None
+
+
+def choices(name: str, values: Iterable[str]) -> type[enum.Enum]:
+    """A choice type from the library's own list of values: typer lists its members in --help and checks them."""
+    return enum.Enum(name, {value: value for value in values}, type=str)
+
+
+OutputFormat = choices("OutputFormat", OUTPUT_FORMATS)
+Projector = choices("Projector", get_args(ProjectorType))
+EncoderContextChoice = choices("EncoderContextChoice", get_args(EncoderContext))
+# The CLI's own shorthands: a preset names two built-in bases; a baseline is a system scored beside the graft.
+PRESET_BASES = {"small": ("audiograft:whisper-base", "audiograft:smollm2-135m-instruct")}
+Preset = choices("Preset", PRESET_BASES)
+Baseline = choices("Baseline", ["whisper"])
+
+ModelOption = Annotated[str, typer.Option(metavar="DIR", help="A saved graft directory, or 'default' (built-in).")]
+DeviceOption = Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda, cuda:1, ...")]
+ThreadsOption = Annotated[int, typer.Option(min=1, metavar="N", help="CPU threads for torch; more rarely help a graft's "
+                                            "small matmuls, and shared cores make them much slower.")]
+
+app = typer.Typer(cls=AudiograftGroup, help="Graft a pretrained audio encoder onto a pretrained LLM.",
+                  no_args_is_help=True)
 data_app = typer.Typer(help="Build speech datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
 
+def print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(f"audiograft {audiograft.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress; show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=print_version, is_eager=True,
+                                          help="Print audiograft's version and exit.")] = False,
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
+    if not verbose:
+        quiet_dependencies()
+
+
+def quiet_dependencies() -> None:
+    """Silences what the libraries underneath print on every normal run and the user can do nothing about.
+
+    Set here, before any command imports them (the environment variables are read at import), so that library
+    users keep their own logging configuration."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar too
+    # bitsandbytes, imported by peft, warns that an optional CPU kernel package is not installed.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # peft asks transformers' models for is_gradient_checkpointing, deprecated in transformers 5.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+def use_device(device: str, threads: int | None = None) -> None:
+    """Refuses a CUDA device where there is none before any model loads, and sets torch's CPU threads."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu, "
+                        "or install a CUDA build of torch on a machine with an NVIDIA GPU")
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 @app.command()
@@ -42,23 +137,24 @@ def init(
     output: Annotated[Path, typer.Argument(help="Directory to write the new (untrained) graft to.")],
     encoder: Annotated[str | None, typer.Option(help="Whisper or Qwen2-Audio checkpoint: hub id or directory.")] = None,
     llm: Annotated[str | None, typer.Option(help="Causal LM or Qwen2-VL checkpoint: hub id or directory.")] = None,
-    preset: Annotated[str | None, typer.Option(help="'small': whisper-base + SmolLM2-135M-Instruct.")] = None,
-    projector: Annotated[str, typer.Option(help="linear | pool | stack")] = "pool",
-    downsample: Annotated[int, typer.Option(help="Encoder frames per LLM token (pool, stack).")] = 4,
-    encoder_context: Annotated[str, typer.Option(help="trim | full")] = "trim",
+    preset: Annotated[Preset | None, typer.Option(help="small: whisper-base + SmolLM2-135M-Instruct.")] = None,
+    projector: Annotated[Projector, typer.Option()] = Projector(GraftConfig.projector),
+    downsample: Annotated[int, typer.Option(min=1, help="Encoder frames per LLM token (pool, stack).")] = (
+        GraftConfig.downsample),
+    encoder_context: Annotated[EncoderContextChoice, typer.Option(
+        help="trim: the encoder runs on each clip's length; full: on 30 s, as Whisper was trained.")] = (
+        EncoderContextChoice(GraftConfig.encoder_context)),
 ) -> None:
     """Create a graft with a fresh projector on top of two base models."""
     from audiograft.modeling.model import GraftModel
 
-    if preset == "small":
-        encoder, llm = encoder or "audiograft:whisper-base", llm or "audiograft:smollm2-135m-instruct"
-    elif preset is not None:
-        raise typer.BadParameter(f"unknown preset {preset!r}; the built-in one is 'small'", param_hint="--preset")
+    if preset is not None:
+        preset_encoder, preset_llm = PRESET_BASES[preset.value]
+        encoder, llm = encoder or preset_encoder, llm or preset_llm
     if encoder is None or llm is None:
         raise typer.BadParameter("name both --encoder and --llm, or --preset small")
-    config = GraftConfig(
-        encoder=encoder, llm=llm, projector=projector, downsample=downsample, encoder_context=encoder_context
-    )
+    config = GraftConfig(encoder=encoder, llm=llm, projector=projector.value, downsample=downsample,
+                         encoder_context=encoder_context.value)
     GraftModel.from_config(config).save_pretrained(output)
     console.print(f"wrote {output}")
 
@@ -66,29 +162,34 @@ def init(
 @app.command()
 def transcribe(
     audio: Annotated[list[Path], typer.Argument(help="Audio files of any length (any format libsndfile reads).")],
-    model: Annotated[str, typer.Option(help="A saved graft directory, or 'default' (built-in).")] = "default",
-    output_format: Annotated[str, typer.Option("--format", help="text | json | srt | vtt")] = "text",
+    model: ModelOption = "default",
+    output_format: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat("text"),
     output_dir: Annotated[Path | None, typer.Option(help="Write one file per input here (name + format suffix).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Audio windows decoded together, across files.")] = 8,
-    word_timestamps: Annotated[bool, typer.Option(help="Time every word (needs a model with a word aligner).")] = False,
-    task: Annotated[str | None, typer.Option(help="Any instruction instead of transcription, e.g. 'Summarise.'")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    batch_size: Annotated[int, typer.Option(min=1, help="Audio windows decoded together, across files.")] = (
+        TranscriptionOptions.batch_size),
+    word_timestamps: Annotated[bool, typer.Option(help="Time every word (needs a model with a word aligner).")] = (
+        TranscriptionOptions.word_timestamps),
+    task: Annotated[str | None, typer.Option(help="Any instruction instead of transcription, e.g. 'Summarise.'")] = (
+        TranscriptionOptions.task),
+    device: DeviceOption = "cpu",
+    threads: ThreadsOption = DEFAULT_CPU_THREADS,
     static_cache: Annotated[bool, typer.Option(
-        help="Decode into a static KV cache with the decode step compiled to CUDA graphs (GPU; long jobs).")] = False,
+        help="Decode into a static KV cache with the decode step compiled to CUDA graphs (GPU; long jobs).")] = (
+        TranscriptionOptions.static_cache),
 ) -> None:
     """Transcribe audio files, or do --task with them. Without --output-dir the text format prints one line per file
     (its name, a tab, the text) and the others print each file's rendering. A bad file is reported and the rest
     still run; the exit code is then 1."""
     from audiograft.audio.io import AudioError
-    from audiograft.inference.transcriber import Transcriber, TranscriptionOptions
-    from audiograft.inference.transcript import FILE_SUFFIXES, OUTPUT_FORMATS, render
+    from audiograft.inference.transcriber import Transcriber
+    from audiograft.inference.transcript import FILE_SUFFIXES, render
 
-    if output_format not in OUTPUT_FORMATS:
-        raise typer.BadParameter(f"choose one of {', '.join(OUTPUT_FORMATS)}", param_hint="--format")
+    output_format = output_format.value
     stems = [path.stem for path in audio]
     if output_dir is not None and len(set(stems)) < len(stems):
         raise typer.BadParameter("two inputs share a file name; their outputs would overwrite each other",
                                  param_hint="--output-dir")
+    use_device(device, threads)
     options = TranscriptionOptions(
         task=task, batch_size=batch_size, word_timestamps=word_timestamps, static_cache=static_cache
     )
@@ -127,24 +228,34 @@ def merge(
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server beyond this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    model: Annotated[str, typer.Option(help="A saved graft directory, or 'default' (built-in).")] = "default",
-    api_key: Annotated[str | None, typer.Option(envvar="AUDIOGRAFT_API_KEY",
-                                                help="Require 'Authorization: Bearer KEY' on /v1 requests.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    model: ModelOption = "default",
+    api_key: Annotated[str | None, typer.Option(
+        envvar="AUDIOGRAFT_API_KEY", metavar="KEY", help="Require 'Authorization: Bearer KEY' on /v1 requests. Prefer the "
+        "environment variable: a key on the command line is visible to every user of the machine in `ps`.")] = (
+        ServerSettings.api_key),
+    device: DeviceOption = "cpu",
+    threads: ThreadsOption = DEFAULT_CPU_THREADS,
     use_prompt: Annotated[bool, typer.Option(help="Add a request's `prompt` to the model's instruction as context "
-                                             "(the built-in model reads it out: off by default).")] = False,
-    max_batch_size: Annotated[int, typer.Option(min=1, help="Requests decoded together in one device batch.")] = 8,
-    batch_wait_ms: Annotated[float, typer.Option(min=0, help="How long an idle device waits for companions.")] = 10.0,
-    max_queue_depth: Annotated[int, typer.Option(min=1, help="Requests queued or running; past it, 503.")] = 256,
-    max_queued_audio_seconds: Annotated[float, typer.Option(min=1, help="Their audio in all; past it, 503.")] = 3600.0,
-    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Past it, 413.")] = 25.0,
-    max_audio_seconds: Annotated[float, typer.Option(min=0.1, help="Longer uploads get 413.")] = 600.0,
-    request_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds from arrival to answer; past it, 504.")] = 300.0,
+                                             "(the built-in model reads it out: off by default).")] = (
+        ServerSettings.use_prompt),
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Requests decoded together in one device batch.")] = (
+        ServerSettings.max_batch_size),
+    batch_wait_ms: Annotated[float, typer.Option(min=0, help="How long an idle device waits for companions.")] = (
+        ServerSettings.batch_wait_seconds * 1000),
+    max_queue_depth: Annotated[int, typer.Option(min=1, help="Requests queued or running; past it, 503.")] = (
+        ServerSettings.max_queue_depth),
+    max_queued_audio_seconds: Annotated[float, typer.Option(min=1, help="Their audio in all; past it, 503.")] = (
+        ServerSettings.max_queued_audio_seconds),
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Past it, 413.")] = ServerSettings.max_upload_mb,
+    max_audio_seconds: Annotated[float, typer.Option(min=0.1, help="Longer uploads get 413.")] = (
+        ServerSettings.max_audio_seconds),
+    request_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds from arrival to answer; past it, 504.")] = (
+        ServerSettings.request_timeout_seconds),
 ) -> None:
     """Serve OpenAI's POST /v1/audio/transcriptions (and GET /health), batching concurrent requests on the device."""
-    from audiograft.serving.server import ServerSettings
     from audiograft.serving.server import serve as run_server
 
+    use_device(device, threads)
     settings = ServerSettings(
         model_name=model, api_key=api_key, use_prompt=use_prompt, max_batch_size=max_batch_size, batch_wait_seconds=batch_wait_ms / 1000,
         max_queue_depth=max_queue_depth, max_queued_audio_seconds=max_queued_audio_seconds, max_upload_mb=max_upload_mb,
@@ -183,27 +294,32 @@ def plot(
 @app.command()
 def bench(
     scale: Annotated[str, typer.Option(help="7b (whisper-large-v3-turbo + Qwen2-VL-7B LM), small (the default "
-                                             "preset's shapes) or tiny.")] = "7b",
+                                             "preset's shapes) or tiny.")] = BenchConfig.scale,
     rows: Annotated[str, typer.Option(help="Comma-separated rows: seed, batched, fast, cached.")] = (
-        "seed,batched,fast,cached"),
-    workloads: Annotated[str, typer.Option(help="W30 (256 x 30 s), Wmix (512 x 2-20 s).")] = "W30,Wmix",
-    tasks: Annotated[str, typer.Option(help="inference, training.")] = "inference,training",
-    repeats: Annotated[int, typer.Option(min=1, help="Timed passes per row; the median is reported.")] = 3,
-    seed_clips: Annotated[int, typer.Option(min=1, help="Clips the batch-1 seed row decodes per pass.")] = 8,
-    train_clips: Annotated[int, typer.Option(min=1, help="Clips per timed training pass.")] = 64,
-    workload_clips: Annotated[int | None, typer.Option(min=1, help="Only the first N clips of each workload.")] = None,
-    device: Annotated[str, typer.Option(help="cuda, cuda:1, cpu ...")] = "cuda",
+        ",".join(BenchConfig.rows)),
+    workloads: Annotated[str, typer.Option(help="W30 (256 x 30 s), Wmix (512 x 2-20 s).")] = (
+        ",".join(BenchConfig.workloads)),
+    tasks: Annotated[str, typer.Option(help="inference, training.")] = ",".join(BenchConfig.tasks),
+    repeats: Annotated[int, typer.Option(min=1, help="Timed passes per row; the median is reported.")] = (
+        BenchConfig.repeats),
+    seed_clips: Annotated[int, typer.Option(min=1, help="Clips the batch-1 seed row decodes per pass.")] = (
+        BenchConfig.seed_clips),
+    train_clips: Annotated[int, typer.Option(min=1, help="Clips per timed training pass.")] = BenchConfig.train_clips,
+    workload_clips: Annotated[int | None, typer.Option(min=1, help="Only the first N clips of each workload.")] = (
+        BenchConfig.workload_clips),
+    device: DeviceOption = BenchConfig.device,
     json_path: Annotated[Path, typer.Option("--json", help="Where to write the results.")] = Path("bench.json"),
     profile_dir: Annotated[Path | None, typer.Option(help="Write a profiler table per row here.")] = None,
 ) -> None:
     """Time the seed's recipe against audiograft's fast path on random-weight grafts of full size."""
     from rich.table import Table
 
-    from audiograft.bench.harness import BenchConfig, Measurement, run_bench, write_json
+    from audiograft.bench.harness import Measurement, run_bench, write_json
 
     def items(text: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in text.split(",") if part.strip())
 
+    use_device(device)
     config = BenchConfig(scale=scale, rows=items(rows), workloads=items(workloads), tasks=items(tasks),
                          seed_clips=seed_clips, train_clips=train_clips, workload_clips=workload_clips,
                          repeats=repeats, device=device,
@@ -236,12 +352,14 @@ def bench(
 @app.command("eval")
 def evaluate(
     manifest: Annotated[Path, typer.Argument(help="JSONL manifest of the utterances to score.")],
-    model: Annotated[str, typer.Option(help="A saved graft directory, or 'default' (built-in).")] = "default",
-    baseline: Annotated[str | None, typer.Option(help="'whisper': the encoder's own Whisper, decoder included.")] = None,
+    model: ModelOption = "default",
+    baseline: Annotated[Baseline | None, typer.Option(help="whisper: the encoder's own Whisper, decoder included.")] = (
+        None),
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the machine-readable result here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the HTML audit report here.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    batch_size: Annotated[int, typer.Option(min=1)] = TranscriptionOptions.batch_size,
+    device: DeviceOption = "cpu",
+    threads: ThreadsOption = DEFAULT_CPU_THREADS,
     limit: Annotated[int | None, typer.Option(help="Score only the first N utterances.")] = None,
 ) -> None:
     """Corpus WER/CER (Whisper-normalised), speed, failure rates; optionally beside plain Whisper, with a report."""
@@ -252,18 +370,17 @@ def evaluate(
     from audiograft.modeling.model import GraftModel
     from audiograft.presets.pretrained import resolve_base
 
+    use_device(device, threads)
     utterances = read_manifest(manifest)[:limit]
     graft = GraftModel.from_pretrained(model, device=device, merge_lora=True)
     result = evaluate_model(graft, utterances, batch_size, name=model)
-    if baseline == "whisper":
+    if baseline is not None:
         whisper = WhisperBaseline(resolve_base(graft.config.encoder), device=device)
         hypotheses, wall_seconds = run_system(
             whisper.transcribe, utterances, batch_size, "whisper baseline", max_seconds=graft.encoder.max_seconds
         )
         result.baseline = score(hypotheses, wall_seconds=wall_seconds, model=f"whisper ({whisper.name})",
                                 device=device, batch_size=batch_size)
-    elif baseline is not None:
-        raise typer.BadParameter(f"unknown baseline {baseline!r}; the one offered is 'whisper'", param_hint="--baseline")
     if json_path is not None:
         json_path.write_text(result.to_json())
     if report is not None:

@@ -40,6 +40,7 @@ import torch
 
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.bench.architectures import ARCHITECTURES, Architecture, random_graft
+from audiograft.bench.config import WORKLOADS, BenchConfig
 from audiograft.modeling.config import GraftConfig, LoraSettings
 from audiograft.modeling.encoders import AudioEncoder
 from audiograft.modeling.llms import LanguageModel
@@ -52,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 TOKENS_PER_SECOND = 3.0
 MIN_ANSWER_TOKENS = 8
-WORKLOADS = ("W30", "Wmix")
 ALL_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -127,21 +127,6 @@ class Measurement:
     @property
     def samples_per_second(self) -> float:
         return self.clips / self.wall_seconds
-
-
-@dataclass
-class BenchConfig:
-    scale: str = "7b"
-    rows: tuple[str, ...] = ("seed", "batched", "fast", "cached")
-    workloads: tuple[str, ...] = WORKLOADS
-    tasks: tuple[str, ...] = ("inference", "training")
-    seed_clips: int = 8  # one clip per generate costs the same per clip in any order: timed on a spread subset
-    train_clips: int = 64  # clips per timed training pass (every row trains on the same ones)
-    repeats: int = 3
-    lora_rank: int = 64
-    workload_clips: int | None = None  # only the first N clips of each workload (smoke runs)
-    device: str = "cuda"
-    profile_dir: str | None = None
 
 
 def matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 20) -> float:

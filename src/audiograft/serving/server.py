@@ -18,7 +18,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -35,6 +34,7 @@ from audiograft.audio.io import SAMPLE_RATE, AudioError, AudioTooLong, load_audi
 from audiograft.inference.transcriber import Transcriber, TranscriptionOptions
 from audiograft.inference.transcript import Transcript, render
 from audiograft.serving.batching import BatchQueue, QueueFull
+from audiograft.serving.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -46,24 +46,6 @@ TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 PROMPT_CONTEXT = "The speech may continue this text; follow its spelling of names and terms: {prompt}"
 BEARER = HTTPBearer(auto_error=False)
 MEDIA_TYPES = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    model_name: str = "default"  # what /health reports
-    api_key: str | None = None  # when set, every /v1 request needs "Authorization: Bearer <key>"
-    use_prompt: bool = False  # add a request's `prompt` to the instruction (PROMPT_CONTEXT); else it is ignored
-    max_batch_size: int = 8  # requests decoded in one device batch
-    batch_wait_seconds: float = 0.01  # how long an idle device waits for companions of a new request
-    max_queue_depth: int = 256  # requests waiting or running; past it, 503
-    max_queued_audio_seconds: float = 3600.0  # their audio in all (float32 at 16 kHz: 64 kB a second); past it, 503
-    max_upload_mb: float = 25.0  # OpenAI's own limit
-    max_audio_seconds: float = 600.0
-    request_timeout_seconds: float = 300.0  # from the request's arrival to its transcript; past it, 504
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
 
 
 class ApiError(Exception):
