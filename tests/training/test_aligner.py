@@ -25,13 +25,17 @@ CLASSES = len(ALPHABET) + 1
 
 
 def test_make_example_marks_word_edges_between_frames():
-    example = make_example(torch.zeros(50, 4), "Hi, there 2", [WordTiming("Hi,", 0.1, 0.35), WordTiming("there", 0.35, 0.6)])
+    timings = [WordTiming("Hi,", 0.1, 0.35), WordTiming("there", 0.35, 0.6)]
+    example = make_example(torch.zeros(50, 4), "Hi, there 2", timings, frame_seconds=0.02)
     assert example.letters == [LETTER_IDS[c] for c in "hithere"]
     starts, ends = example.edge_targets[:, 0], example.edge_targets[:, 1]
     assert starts[5] == 1.0 and starts[17] == pytest.approx(0.5) and starts[18] == pytest.approx(0.5)
     assert ends[16] == pytest.approx(0.5) and ends[29] == 1.0
     assert starts.sum() == pytest.approx(2.0) and ends.sum() == pytest.approx(2.0)
-    assert make_example(torch.zeros(50, 4), "hi", None).edge_targets is None
+    assert make_example(torch.zeros(50, 4), "hi", None, frame_seconds=0.02).edge_targets is None
+    # Qwen2-Audio's 40 ms frames: the same times fall on half the frame numbers.
+    starts = make_example(torch.zeros(25, 4), "Hi, there", timings, frame_seconds=0.04).edge_targets[:, 0]
+    assert starts[2] == pytest.approx(0.5) and starts[3] == pytest.approx(0.5) and starts[9] == pytest.approx(0.75)
 
 
 def synthetic_examples(count: int, seed: int = 0):
@@ -50,7 +54,7 @@ def synthetic_examples(count: int, seed: int = 0):
             t += 3 * len(word)
         frames += [sounds[0]] * 2
         noisy = torch.tensor(np.stack(frames)) + 0.1 * torch.randn(len(frames), 8)
-        examples.append(make_example(noisy, " ".join(chosen), timings))
+        examples.append(make_example(noisy, " ".join(chosen), timings, frame_seconds=0.02))
     return examples
 
 
@@ -60,12 +64,14 @@ def test_a_short_training_run_lowers_the_loss():
     torch.manual_seed(0)  # as train_aligner seeds itself: the same initial weights
     with torch.no_grad():
         before = float(aligner_loss(WordAligner(8, hidden_size=32, layers=1).eval(), batch))
-    aligner = train_aligner(examples, hidden_size=32, layers=1, epochs=15, lr=1e-2, batch_frames=400)
+    aligner = train_aligner(examples, frame_seconds=0.02, hidden_size=32, layers=1, epochs=15, lr=1e-2,
+                            batch_frames=400)
     with torch.no_grad():
         after = float(aligner_loss(aligner, batch))
     assert after < 0.5 * before
     assert aligner.edge_supervised
-    assert not train_aligner(examples[:4], hidden_size=8, layers=1, epochs=1, edge_weight=0).edge_supervised
+    letters_only = train_aligner(examples[:4], frame_seconds=0.04, hidden_size=8, layers=1, epochs=1, edge_weight=0)
+    assert not letters_only.edge_supervised and letters_only.frame_seconds == 0.04
     errors = timing_errors(aligner, [(Utterance("x", "", 1.0, e_words), e.frames) for e, e_words in
                                      zip(examples[:8], [_timings(e) for e in examples[:8]])])
     assert errors.n_words == 24 and errors.mae_ms < 40

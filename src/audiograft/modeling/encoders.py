@@ -66,8 +66,19 @@ class AudioEncoder(nn.Module):
         return self.model.config.max_source_positions * 2
 
     @property
+    def feature_rate(self) -> float:
+        """Log-mel frames per second of audio (100: a 10 ms hop at 16 kHz)."""
+        return SAMPLE_RATE / self.feature_extractor.hop_length
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds of audio per output frame: 20 ms (the convolutions halve the log-mel rate), 40 ms after
+        Qwen2-Audio's pooling."""
+        return (4 if self.pools else 2) / self.feature_rate
+
+    @property
     def max_seconds(self) -> float:
-        return self.max_frames / 100
+        return self.max_frames / self.feature_rate
 
     def featurize(
         self, waveforms: list[np.ndarray], device: str | torch.device = "cpu"
@@ -124,7 +135,7 @@ class AudioEncoder(nn.Module):
     def forward(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input_features: (batch, mel, frames), padded; feature_lengths: valid frames per clip."""
         if int(feature_lengths.max()) > self.max_frames:
-            raise ValueError(f"clips longer than {self.max_frames // 100} s must be split before encoding")
+            raise ValueError(f"clips longer than {self.max_seconds:g} s must be split before encoding")
         input_features = input_features.to(self.model.conv1.weight.dtype)
         output_lengths = self.output_lengths(feature_lengths)
         if self.context == "full":

@@ -368,7 +368,7 @@ class GraftModel(nn.Module):
         """
         batch = self.prepare(audios, instruction, feature_device=self.device)
         if max_new_tokens is None:
-            max_new_tokens = answer_token_budget(float(batch["feature_lengths"].max()) / 100)
+            max_new_tokens = answer_token_budget(float(batch["feature_lengths"].max()) / self.encoder.feature_rate)
         tokens = self.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
         return [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 

@@ -231,7 +231,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
     model.train()
     graft.encoder.eval()  # frozen: no dropout, no batch statistics
-    window = Throughput()
+    window = Throughput(graft.encoder.feature_rate)
     while progress["step"] < config.max_steps:
         # accelerate's loader re-sets the epoch from its own counter, which restarts at 0 on resume.
         loader.set_epoch(progress["epoch"])
@@ -297,14 +297,15 @@ def dev_wer(model: GraftModel, config: TrainConfig) -> float:
 
 
 class Throughput:
-    """Tokens and audio seconds per wall second since the last report."""
+    """Tokens and audio seconds per wall second since the last report; `feature_rate`: log-mel frames per second."""
 
-    def __init__(self) -> None:
+    def __init__(self, feature_rate: float) -> None:
+        self.feature_rate = feature_rate
         self.start, self.tokens, self.audio_seconds, self.samples = time.perf_counter(), 0, 0.0, 0
 
     def add(self, batch: dict[str, torch.Tensor]) -> None:
         self.tokens += int(batch["attention_mask"].sum())
-        self.audio_seconds += float(batch["feature_lengths"].sum()) / 100
+        self.audio_seconds += float(batch["feature_lengths"].sum()) / self.feature_rate
         self.samples += int(batch["feature_lengths"].shape[0])
 
     def rates(self, processes: int) -> dict[str, float]:
