@@ -3,16 +3,19 @@
 One utterance a line:
     {"audio": "clips/a.flac", "text": "...", "duration": 3.2,
      "words": [{"word": "...", "start": 0.1, "end": 0.4}], "speaker": "...", "split": "train"}
-`audio` is relative to the manifest's directory or absolute; `words`, `speaker` and `split` are optional.
+`audio` is relative to the manifest's directory or absolute; `words`, `speaker` and `split` are optional; any other
+field (a synthetic voice's "rate" and "pitch") is kept in `Utterance.metadata` and written back as it was.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from audiograft.files import write_text_atomically
 
 
 @dataclass
@@ -30,9 +33,11 @@ class Utterance:
     words: list[WordTiming] | None = None
     speaker: str | None = None
     split: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # the record's other fields, as they were
 
     def to_json(self, relative_to: Path) -> str:
         values = asdict(self)
+        values.update(values.pop("metadata"))
         audio = Path(self.audio)
         values["audio"] = str(audio.relative_to(relative_to) if audio.is_relative_to(relative_to) else audio)
         return json.dumps({k: v for k, v in values.items() if v is not None}, ensure_ascii=False)
@@ -70,6 +75,12 @@ def _parse_line(line: str, root: Path) -> Utterance:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise ManifestError(f"not valid JSON ({error.msg})") from None
+    return parse_record(record, root)
+
+
+def parse_record(record: Any, root: Path) -> Utterance:
+    """One manifest record (a parsed JSON line) as an Utterance, its `audio` taken relative to `root`;
+    ManifestError says what is wrong with it."""
     if not isinstance(record, dict):
         raise ManifestError("expected a JSON object")
     for key, kind in _REQUIRED.items():
@@ -96,6 +107,7 @@ def _parse_line(line: str, root: Path) -> Utterance:
         words=words,
         speaker=record.get("speaker"),
         split=record.get("split"),
+        metadata={k: v for k, v in record.items() if k not in _REQUIRED and k not in _OPTIONAL},
     )
 
 
@@ -108,9 +120,6 @@ def _parse_word(word: Any, index: int) -> WordTiming:
 
 
 def write_manifest(path: str | Path, utterances: Sequence[Utterance]) -> Path:
+    """Write every utterance, one a line, atomically; `audio` paths under the manifest's directory become relative."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text("".join(u.to_json(path.parent) + "\n" for u in utterances), encoding="utf-8")
-    temporary.replace(path)
-    return path
+    return write_text_atomically(path, "".join(u.to_json(path.parent) + "\n" for u in utterances))

@@ -45,7 +45,8 @@ from rich.progress import (
 )
 
 from audiograft.audio.io import SAMPLE_RATE
-from audiograft.manifest import WordTiming
+from audiograft.files import atomic_path
+from audiograft.manifest import WordTiming, parse_record, write_manifest
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -733,12 +734,6 @@ def _record_path(out_dir: Path, utterance: Utterance) -> Path:
     return out_dir / "audio" / f"{utterance.id}.json"
 
 
-def _write_atomically(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 def _is_done(out_dir: Path, utterance: Utterance) -> bool:
     return _audio_path(out_dir, utterance).exists() and _record_path(out_dir, utterance).exists()
 
@@ -762,11 +757,10 @@ def synthesize_utterance(out_dir: Path, utterance: Utterance) -> dict:
     }
     if words is not None:
         record["words"] = [asdict(word) for word in words]
-    _write_atomically(_record_path(out_dir, utterance), lambda p: p.write_text(json.dumps(record)))
-    _write_atomically(
-        _audio_path(out_dir, utterance),
-        lambda p: soundfile.write(str(p), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16"),
-    )
+    with atomic_path(_record_path(out_dir, utterance)) as temporary:
+        temporary.write_text(json.dumps(record))
+    with atomic_path(_audio_path(out_dir, utterance)) as temporary:
+        soundfile.write(str(temporary), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return record
 
 
@@ -802,12 +796,11 @@ def _synthesize_all(out_dir: Path, pending: list[Utterance], workers: int, progr
 
 
 def _write_manifests(out_dir: Path, records: list[dict]) -> None:
-    for name, selected in [
-        ("manifest.jsonl", records),
-        *((f"{split}.jsonl", [r for r in records if r["split"] == split]) for split in SPLITS),
-    ]:
-        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in selected)
-        _write_atomically(out_dir / name, lambda p, text=lines: p.write_text(text, encoding="utf-8"))
+    # The records are manifest lines already; parsing them checks them and keeps their rate and pitch.
+    utterances = [parse_record(record, out_dir) for record in records]
+    write_manifest(out_dir / "manifest.jsonl", utterances)
+    for split in SPLITS:
+        write_manifest(out_dir / f"{split}.jsonl", [u for u in utterances if u.split == split])
 
 
 def build_corpus(
