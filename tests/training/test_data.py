@@ -1,13 +1,11 @@
 
 import numpy as np
-import pytest
 import soundfile
 import torch
 from conftest import make_clips
 
 from audiograft.manifest import Utterance
 from audiograft.training.data import (
-    HuggingFaceSpeechDataset,
     LengthBucketSampler,
     SpecAugment,
     SpeechCollator,
@@ -93,20 +91,3 @@ def test_collator_builds_training_batch_and_drops_bad_examples(base_models):
     learned = batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist()
     assert model.tokenizer.decode(learned[:-1]) == "the fox"
     assert SpeechCollator(model)([examples[1]]) is None
-
-
-def test_hugging_face_dataset_columns_and_resampling():
-    class FakeDataset:
-        column_names = ["audio", "sentence"]
-
-        def __len__(self):
-            return 1
-
-        def __getitem__(self, index):
-            return {"audio": {"array": np.zeros(8000), "sampling_rate": 8000}, "sentence": "hi"}
-
-    dataset = HuggingFaceSpeechDataset(FakeDataset(), text_column="sentence")
-    example = dataset[0]
-    assert example.text == "hi" and example.waveform.shape == (16000,)
-    with pytest.raises(ValueError, match="no column"):
-        HuggingFaceSpeechDataset(FakeDataset())
