@@ -37,8 +37,7 @@ from audiograft.inference.alignment import (
     WordAligner,
     word_token_groups,
 )
-from audiograft.inference.transcript import Word
-from audiograft.manifest import Utterance, read_manifest, write_manifest
+from audiograft.manifest import Utterance, Word, read_manifest, write_manifest
 from audiograft.modeling.encoders import load_encoder
 from audiograft.modeling.model import GraftModel
 from audiograft.presets.pretrained import resolve_base

@@ -5,7 +5,7 @@ import pytest
 from audiograft.manifest import (
     ManifestError,
     Utterance,
-    WordTiming,
+    Word,
     parse_record,
     read_manifest,
     write_manifest,
@@ -19,7 +19,7 @@ def write_lines(path, records):
 
 def test_manifest_round_trip_resolves_relative_audio(tmp_path):
     utterances = [
-        Utterance(tmp_path / "audio" / "a.flac", "hello there", 1.5, [WordTiming("hello", 0.1, 0.5)], "slt", "train"),
+        Utterance(tmp_path / "audio" / "a.flac", "hello there", 1.5, [Word("hello", 0.1, 0.5)], "slt", "train"),
         Utterance(tmp_path / "audio" / "b.flac", "good day", 2.0, split="test"),
     ]
     path = write_manifest(tmp_path / "manifest.jsonl", utterances)
@@ -60,3 +60,9 @@ def test_other_fields_are_kept_and_written_back_as_they_were(tmp_path):
     assert read_manifest(path) == [utterance]
     with pytest.raises(ManifestError, match="missing 'text'"):
         parse_record({"audio": "a.flac", "duration": 1.0}, tmp_path)
+
+
+def test_one_word_type_writes_only_what_is_known():
+    assert Word("hi", 0.1, 0.3).to_dict() == {"word": "hi", "start": 0.1, "end": 0.3}
+    assert Word("hi", confidence=0.9).to_dict() == {"word": "hi", "confidence": 0.9}
+    assert Word.coerce({"word": "hi", "start": 0.1}) == Word("hi", 0.1)

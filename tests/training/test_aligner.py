@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from audiograft.cli import app
 from audiograft.inference.alignment import ALPHABET, LETTER_IDS, WordAligner
-from audiograft.manifest import Utterance, WordTiming, write_manifest
+from audiograft.manifest import Utterance, Word, write_manifest
 from audiograft.modeling.encoders import load_encoder
 from audiograft.training.aligner import (
     aligner_loss,
@@ -25,7 +25,7 @@ CLASSES = len(ALPHABET) + 1
 
 
 def test_make_example_marks_word_edges_between_frames():
-    timings = [WordTiming("Hi,", 0.1, 0.35), WordTiming("there", 0.35, 0.6)]
+    timings = [Word("Hi,", 0.1, 0.35), Word("there", 0.35, 0.6)]
     example = make_example(torch.zeros(50, 4), "Hi, there 2", timings, frame_seconds=0.02)
     assert example.letters == [LETTER_IDS[c] for c in "hithere"]
     starts, ends = example.edge_targets[:, 0], example.edge_targets[:, 1]
@@ -48,7 +48,7 @@ def synthetic_examples(count: int, seed: int = 0):
         chosen = list(rng.choice(words, 3))
         frames, timings, t = [sounds[0]] * 2, [], 2
         for word in chosen:
-            timings.append(WordTiming(word, t * 0.02, (t + 3 * len(word)) * 0.02))
+            timings.append(Word(word, t * 0.02, (t + 3 * len(word)) * 0.02))
             for letter in word:
                 frames += [sounds[LETTER_IDS[letter]]] * 3
             t += 3 * len(word)
@@ -81,7 +81,7 @@ def _timings(example):
     # The word timings make_example was given, read back from its edge targets (exact frame boundaries here).
     starts = torch.nonzero(example.edge_targets[:, 0] == 1).flatten().tolist()
     ends = torch.nonzero(example.edge_targets[:, 1] == 1).flatten().tolist()
-    return [WordTiming(str(i), s * 0.02, (e + 1) * 0.02) for i, (s, e) in enumerate(zip(starts, ends))]
+    return [Word(str(i), s * 0.02, (e + 1) * 0.02) for i, (s, e) in enumerate(zip(starts, ends))]
 
 
 def test_encoder_frames_pairs_readable_clips_with_their_frames(base_models, tmp_path):
@@ -108,7 +108,7 @@ def test_align_train_command_writes_the_aligner_into_the_graft(base_models, tmp_
     utterances = []
     for index, clip in enumerate(make_clips([1.0, 0.8, 1.2])):
         soundfile.write(tmp_path / f"{index}.wav", clip, 16000)
-        words = [WordTiming("the", 0.1, 0.3), WordTiming("fox", 0.3, 0.7)]
+        words = [Word("the", 0.1, 0.3), Word("fox", 0.3, 0.7)]
         utterances.append(Utterance(tmp_path / f"{index}.wav", "the fox", clip.size / 16000, words))
     manifest = write_manifest(tmp_path / "train.jsonl", utterances)
     result = runner.invoke(app, ["align-train", str(graft), str(manifest), "--dev", str(manifest), "--epochs", "1"])

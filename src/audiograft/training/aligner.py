@@ -17,8 +17,7 @@ from audiograft.inference.alignment import (
     WordAligner,
     spoken_letters,
 )
-from audiograft.inference.transcript import Word
-from audiograft.manifest import Utterance, WordTiming
+from audiograft.manifest import Utterance, Word
 from audiograft.training.data import LengthBucketSampler
 from audiograft.training.encoder_cache import EncoderCache
 
@@ -47,7 +46,7 @@ class AlignerExample:
 
 
 def make_example(
-    frames: torch.Tensor, text: str, words: Sequence[WordTiming] | None, frame_seconds: float
+    frames: torch.Tensor, text: str, words: Sequence[Word] | None, frame_seconds: float
 ) -> AlignerExample:
     """A training example: the transcript's letters and, where word timings exist, soft word-edge targets;
     `frame_seconds` is the duration of one of the encoder's `frames` (`AudioEncoder.frame_seconds`)."""
