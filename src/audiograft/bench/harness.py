@@ -40,6 +40,7 @@ import torch
 
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.bench.architectures import ARCHITECTURES, Architecture, random_graft
+from audiograft.files import write_text_atomically
 from audiograft.modeling.config import GraftConfig, LoraSettings
 from audiograft.modeling.encoders import AudioEncoder
 from audiograft.modeling.llms import LanguageModel
@@ -511,8 +512,5 @@ def _as_json(m: Measurement) -> dict[str, Any]:
 
 
 def write_json(results: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+    return write_text_atomically(path, json.dumps(results, indent=2) + "\n")
 

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from audiograft.audio.io import SAMPLE_RATE, AudioError, load_audio
 from audiograft.evaluation.metrics import (
+    TIMESTAMP_TOLERANCES_MS,
     AlignmentOp,
     EvaluationResult,
     UtteranceScore,
@@ -167,8 +168,10 @@ _METRICS = [
     _Metric("Audio", lambda r: r.speed.audio_seconds, lambda v: _number(v, 1, " s"), None),
     _Metric("Wall time", lambda r: r.speed.wall_seconds, lambda v: _number(v, 1, " s"), None),
     _Metric("Timestamp MAE", _timestamp(lambda t: t.mae_ms), lambda v: _number(v, 1, " ms"), True),
-    _Metric("Timestamps within 50 ms", _timestamp(lambda t: t.share_within(50)), _percent, False),
-    _Metric("Timestamps within 100 ms", _timestamp(lambda t: t.share_within(100)), _percent, False),
+    *(
+        _Metric(f"Timestamps within {ms} ms", _timestamp(lambda t, ms=ms: t.share_within(ms)), _percent, False)
+        for ms in TIMESTAMP_TOLERANCES_MS
+    ),
     _Metric("Confidence ECE", lambda r: r.confidence_ece, lambda v: _number(v, 3), True),
     _Metric("Utterances scored", lambda r: len(r.utterances), lambda v: _number(v, 0), None),
     _Metric("Utterances skipped", lambda r: len(r.skipped), lambda v: _number(v, 0), None),
