@@ -37,8 +37,7 @@ from audiograft.inference.alignment import (
     WordAligner,
     word_token_groups,
 )
-from audiograft.inference.transcript import Word
-from audiograft.manifest import Utterance, read_manifest, write_manifest
+from audiograft.manifest import Utterance, Word, read_manifest, write_manifest
 from audiograft.modeling.encoders import load_encoder
 from audiograft.modeling.model import GraftModel
 from audiograft.modeling.processor import GraftProcessor
@@ -115,9 +114,11 @@ def step_options(args) -> None:
         aligner = WordAligner.from_pretrained(directory)
         result = json.loads(result_path.read_text()) if result_path.is_file() else {}
         if aligner is None:
-            train = train or [make_example(frames, u.text, u.words) for u, frames in encoder_frames(cache, data["train"])]
+            frame_seconds = cache.encoder.frame_seconds
+            train = train or [make_example(frames, u.text, u.words, frame_seconds)
+                              for u, frames in encoder_frames(cache, data["train"])]
             start = time.perf_counter()
-            aligner = train_aligner(train, epochs=args.epochs, **OPTIONS[option])
+            aligner = train_aligner(train, frame_seconds=frame_seconds, epochs=args.epochs, **OPTIONS[option])
             aligner.save_pretrained(directory)
             result = {"epochs": args.epochs, "train_seconds": round(time.perf_counter() - start),
                       "parameters": sum(p.numel() for p in aligner.parameters())}
@@ -140,7 +141,7 @@ def step_decode(args) -> None:
             for first in range(0, len(order), args.batch_size):
                 indices = order[first : first + args.batch_size]
                 batch = model.processor([load_audio(utterances[i].audio) for i in indices])
-                seconds = float(batch["feature_lengths"].max()) / 100
+                seconds = float(batch["feature_lengths"].max()) / model.encoder.feature_rate
                 generated = model.generate(**batch, max_new_tokens=int(16 + 8 * seconds))
                 logprobs = _teacher_forced_logprobs(model, batch, generated)
                 for row, index in enumerate(indices):

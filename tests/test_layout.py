@@ -12,7 +12,7 @@ import audiograft
 
 PACKAGE = Path(audiograft.__file__).parent
 # Lowest first: a module may import its own layer and those before it, never one after it.
-LAYERS = ["audio", "manifest", "presets", "modeling", "inference", "evaluation", "training", "serving", "corpora",
+LAYERS = ["files", "audio", "manifest", "presets", "modeling", "inference", "evaluation", "training", "serving", "corpora",
           "bench", "cli"]
 
 

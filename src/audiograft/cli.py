@@ -423,7 +423,9 @@ def align_train(
     with tempfile.TemporaryDirectory() as temporary:
         frames = EncoderCache(cache or temporary, graft.encoder, graft.processor, graft.config.encoder)
         train = encoder_frames(frames, read_manifest(train_manifest)[:limit])
-        aligner = train_aligner([make_example(f, u.text, u.words) for u, f in train], epochs=epochs, edge_weight=edge_weight)
+        frame_seconds = graft.encoder.frame_seconds
+        aligner = train_aligner([make_example(f, u.text, u.words, frame_seconds) for u, f in train],
+                                frame_seconds=frame_seconds, epochs=epochs, edge_weight=edge_weight)
         if dev is not None:
             errors = timing_errors(aligner, encoder_frames(frames, [u for u in read_manifest(dev) if u.words]))
             console.print(f"dev: {errors.n_words} words, boundary MAE {errors.mae_ms:.1f} ms, "

@@ -3,23 +3,43 @@
 One utterance a line:
     {"audio": "clips/a.flac", "text": "...", "duration": 3.2,
      "words": [{"word": "...", "start": 0.1, "end": 0.4}], "speaker": "...", "split": "train"}
-`audio` is relative to the manifest's directory or absolute; `words`, `speaker` and `split` are optional.
+`audio` is relative to the manifest's directory or absolute; `words`, `speaker` and `split` are optional; any other
+field (a synthetic voice's "rate" and "pitch") is kept in `Utterance.metadata` and written back as it was.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from audiograft.files import write_text_atomically
 
-@dataclass
-class WordTiming:
+
+@dataclass(frozen=True)
+class Word:
+    """One word, for references and hypotheses alike: a manifest's words have times and no confidence; a
+    transcript's have times and confidence where they were asked for and can be known (None otherwise)."""
+
     word: str
-    start: float
-    end: float
+    start: float | None = None
+    end: float | None = None
+    confidence: float | None = None
+
+    @classmethod
+    def coerce(cls, value: Word | Mapping[str, Any] | Any) -> Word:
+        """Accepts a Word, a {"word", "start", "end", "confidence"} mapping, or any object with those attributes."""
+        if isinstance(value, Word):
+            return value
+        get = value.get if isinstance(value, Mapping) else partial(getattr, value)
+        return cls(str(get("word")), get("start", None), get("end", None), get("confidence", None))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Its known fields, as a manifest record holds them."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 @dataclass
@@ -27,12 +47,16 @@ class Utterance:
     audio: Path
     text: str
     duration: float
-    words: list[WordTiming] | None = None
+    words: list[Word] | None = None
     speaker: str | None = None
     split: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # the record's other fields, as they were
 
     def to_json(self, relative_to: Path) -> str:
         values = asdict(self)
+        values.update(values.pop("metadata"))
+        if self.words is not None:
+            values["words"] = [word.to_dict() for word in self.words]
         audio = Path(self.audio)
         values["audio"] = str(audio.relative_to(relative_to) if audio.is_relative_to(relative_to) else audio)
         return json.dumps({k: v for k, v in values.items() if v is not None}, ensure_ascii=False)
@@ -70,6 +94,12 @@ def _parse_line(line: str, root: Path) -> Utterance:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise ManifestError(f"not valid JSON ({error.msg})") from None
+    return parse_record(record, root)
+
+
+def parse_record(record: Any, root: Path) -> Utterance:
+    """One manifest record (a parsed JSON line) as an Utterance, its `audio` taken relative to `root`;
+    ManifestError says what is wrong with it."""
     if not isinstance(record, dict):
         raise ManifestError("expected a JSON object")
     for key, kind in _REQUIRED.items():
@@ -96,21 +126,19 @@ def _parse_line(line: str, root: Path) -> Utterance:
         words=words,
         speaker=record.get("speaker"),
         split=record.get("split"),
+        metadata={k: v for k, v in record.items() if k not in _REQUIRED and k not in _OPTIONAL},
     )
 
 
-def _parse_word(word: Any, index: int) -> WordTiming:
+def _parse_word(word: Any, index: int) -> Word:
     if not isinstance(word, dict) or not {"word", "start", "end"} <= set(word):
         raise ManifestError(f"word {index} needs 'word', 'start' and 'end'")
     if not 0 <= word["start"] <= word["end"]:
         raise ManifestError(f"word {index} ({word['word']!r}) has start {word['start']} after end {word['end']}")
-    return WordTiming(str(word["word"]), float(word["start"]), float(word["end"]))
+    return Word(str(word["word"]), float(word["start"]), float(word["end"]))
 
 
 def write_manifest(path: str | Path, utterances: Sequence[Utterance]) -> Path:
+    """Write every utterance, one a line, atomically; `audio` paths under the manifest's directory become relative."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text("".join(u.to_json(path.parent) + "\n" for u in utterances), encoding="utf-8")
-    temporary.replace(path)
-    return path
+    return write_text_atomically(path, "".join(u.to_json(path.parent) + "\n" for u in utterances))

@@ -17,7 +17,7 @@ from audiograft.corpora.synthesis import (
     build_corpus,
     normalise_sentence,
 )
-from audiograft.manifest import WordTiming
+from audiograft.manifest import Word
 
 UTTERANCES = 12
 
@@ -63,7 +63,7 @@ def test_align_words_splits_a_merged_phoneme_group_at_the_phoneme_boundary():
     timed = [("ɪ", 0.0, 0.1), ("n", 0.1, 0.2), ("ð", 0.2, 0.3), ("ə", 0.3, 0.4), (" ", 0.4, 0.45)]
     timed += [("ˈ", 0.45, 0.5), ("ɛnd", 0.5, 0.9)]
     words = align_words(["In", "the", "end."], ["ˈɪn", "ðə", "ˈɛnd"], timed)
-    assert words == [WordTiming("In", 0.0, 0.2), WordTiming("the", 0.2, 0.4), WordTiming("end", 0.45, 0.9)]
+    assert words == [Word("In", 0.0, 0.2), Word("the", 0.2, 0.4), Word("end", 0.45, 0.9)]
 
 
 def test_align_words_refuses_phonemes_that_do_not_match():

@@ -12,7 +12,7 @@ from audiograft.evaluation.metrics import (
     wer_by_duration,
 )
 from audiograft.inference.guards import loop_detected
-from audiograft.inference.transcript import Word
+from audiograft.manifest import Word
 
 
 def one(reference: str, hypothesis: str, duration: float = 1.0, **kwargs):

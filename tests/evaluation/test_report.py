@@ -63,6 +63,18 @@ def test_report_links_audio_relative_to_the_report_and_respects_the_cap(results,
     assert "<audio" not in silent and "Baseline transcript" not in silent
 
 
+def test_hostile_text_is_escaped_everywhere(tmp_path):
+    hostile = "<script>alert(1)</script>"
+    result = score(
+        [Hypothesis(hostile, f"hello {hostile}", f"hi {hostile}", 1.0),
+         Hypothesis("gone", "x", "", 1.0, audio=hostile, error=hostile)],
+        wall_seconds=1.0, model=hostile, device=hostile, batch_size=1,
+    )
+    page = write_report(result, tmp_path / "report.html", audio="none").read_text()
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("<script") == 1  # the report's own sorting script
+
+
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
     command = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

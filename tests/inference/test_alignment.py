@@ -1,12 +1,14 @@
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import TOKENIZER
+from conftest import TOKENIZER, make_clips, processor_for, save_qwen2_audio
 
 from audiograft.evaluation.metrics import expected_calibration_error
 from audiograft.inference.alignment import (
+    ALIGNER_CONFIG,
     ALPHABET,
     CALIBRATOR_FILE,
     ConfidenceCalibrator,
@@ -16,6 +18,7 @@ from audiograft.inference.alignment import (
     word_token_groups,
     words_from_tokens,
 )
+from audiograft.modeling.encoders import load_encoder
 
 CLASSES = len(ALPHABET) + 1
 
@@ -127,6 +130,21 @@ def test_align_times_every_word_monotonically_even_unplaceable_ones():
     assert WordAligner(4).align(torch.zeros(3, 4), []) == []
 
 
+@pytest.mark.parametrize("encoder", ["whisper", "qwen2_audio"])
+def test_word_times_are_seconds_at_the_encoders_frame_duration(encoder, base_models, tmp_path):
+    if encoder == "qwen2_audio":
+        save_qwen2_audio(tmp_path / "qwen2_audio")
+    encoder_dir = tmp_path / "qwen2_audio" if encoder == "qwen2_audio" else base_models["whisper"]
+    audio_encoder = load_encoder(str(encoder_dir))
+    assert audio_encoder.feature_rate == 100
+    assert audio_encoder.frame_seconds == {"whisper": 0.02, "qwen2_audio": 0.04}[encoder]
+    frames, _ = audio_encoder.encode_clips(*processor_for(encoder_dir).featurize(make_clips([2.0])))[0]
+    aligner = WordAligner(audio_encoder.hidden_size, frame_seconds=audio_encoder.frame_seconds).eval()
+    # Words without letters share the whole window: the last one ends with the 2 s clip.
+    times = aligner.align(frames, ["25", "&"])
+    assert times[0][0] == 0.0 and times[-1][1] == pytest.approx(2.0)
+
+
 def test_aligner_save_load_round_trip(tmp_path):
     assert WordAligner.from_pretrained(tmp_path) is None
     aligner = WordAligner(16, hidden_size=32, layers=2).eval()
@@ -136,6 +154,13 @@ def test_aligner_save_load_round_trip(tmp_path):
     for ours, theirs in zip(aligner(frames, torch.tensor([40])), loaded(frames, torch.tensor([40]))):
         torch.testing.assert_close(ours, theirs, atol=2e-2, rtol=0)  # saved in fp16
     assert {p.suffix for p in tmp_path.iterdir()} == {".safetensors", ".json"}
+    WordAligner(16, frame_seconds=0.04).save_pretrained(tmp_path)
+    assert WordAligner.from_pretrained(tmp_path).frame_seconds == 0.04
+    # Files written before the frame duration was recorded were trained on Whisper's 20 ms frames.
+    config = json.loads((tmp_path / ALIGNER_CONFIG).read_text())
+    del config["frame_seconds"]
+    (tmp_path / ALIGNER_CONFIG).write_text(json.dumps(config))
+    assert WordAligner.from_pretrained(tmp_path).frame_seconds == 0.02
 
 
 def test_outputs_do_not_depend_on_batch_padding():

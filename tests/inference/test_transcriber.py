@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import TOKENIZER, make_clips
+from conftest import TOKENIZER, make_clips, save_qwen2_audio
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from audiograft.audio.io import SAMPLE_RATE, AudioError, load_audio
 from audiograft.audio.vad import Span
+from audiograft.inference.alignment import WordAligner
 from audiograft.inference.transcriber import Transcriber, TranscriptionOptions, stitch
 from audiograft.inference.transcript import Segment, Word
 from audiograft.modeling.config import GraftConfig
@@ -156,6 +157,8 @@ def test_a_calibrator_saved_with_the_model_calibrates_the_confidences(graft, tmp
 
 
 class FakeAligner:
+    frame_seconds = 0.02  # the tiny Whisper encoder's
+
     def __init__(self):
         self.frames = []
 
@@ -176,6 +179,26 @@ def test_word_timestamps_need_an_aligner_and_are_moved_to_clip_time(transcriber,
     for segment in segments:
         times = [time for w in segment.words for time in (w.start, w.end)]
         assert times == pytest.approx([segment.start + offset for offset in (0.0, 0.05, 0.1, 0.15)])
+
+
+def test_word_times_follow_a_qwen2_audio_encoders_40_ms_frames(base_models, tmp_path, monkeypatch):
+    save_qwen2_audio(tmp_path / "qwen2_audio")
+    torch.manual_seed(0)
+    graft = GraftModel.from_config(GraftConfig(encoder=str(tmp_path / "qwen2_audio"), llm=str(base_models["qwen2"])))
+    transcriber = Transcriber(graft.eval(), options=TranscriptionOptions(temperatures=(0.0,)))
+    assert graft.encoder.frame_seconds == pytest.approx(0.04)
+    # Words without letters are spread over their whole window, so the last one ends where the window does.
+    force_answers(monkeypatch, graft, lambda _: "25 &")
+    monkeypatch.setattr(transcriber, "_aligner", WordAligner(graft.encoder.hidden_size, frame_seconds=0.04).eval())
+    segments = transcriber.transcribe(SPEECH, word_timestamps=True, max_window_seconds=5.0).segments
+    assert segments
+    for segment in segments:
+        assert segment.words[0].start == pytest.approx(segment.start)
+        assert segment.words[-1].end == pytest.approx(segment.end, abs=0.04)
+    # An aligner trained on Whisper's 20 ms frames would put every word at half its time: it is refused.
+    monkeypatch.setattr(transcriber, "_aligner", WordAligner(graft.encoder.hidden_size, frame_seconds=0.02))
+    with pytest.raises(ValueError, match="20 ms encoder frames.*40 ms"):
+        transcriber.transcribe(SPEECH, word_timestamps=True)
 
 
 def test_any_task_reaches_the_prompt(transcriber, monkeypatch):

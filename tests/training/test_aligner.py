@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from audiograft.cli import app
 from audiograft.inference.alignment import ALPHABET, LETTER_IDS, WordAligner
-from audiograft.manifest import Utterance, WordTiming, write_manifest
+from audiograft.manifest import Utterance, Word, write_manifest
 from audiograft.modeling.encoders import load_encoder
 from audiograft.training.aligner import (
     aligner_loss,
@@ -25,13 +25,17 @@ CLASSES = len(ALPHABET) + 1
 
 
 def test_make_example_marks_word_edges_between_frames():
-    example = make_example(torch.zeros(50, 4), "Hi, there 2", [WordTiming("Hi,", 0.1, 0.35), WordTiming("there", 0.35, 0.6)])
+    timings = [Word("Hi,", 0.1, 0.35), Word("there", 0.35, 0.6)]
+    example = make_example(torch.zeros(50, 4), "Hi, there 2", timings, frame_seconds=0.02)
     assert example.letters == [LETTER_IDS[c] for c in "hithere"]
     starts, ends = example.edge_targets[:, 0], example.edge_targets[:, 1]
     assert starts[5] == 1.0 and starts[17] == pytest.approx(0.5) and starts[18] == pytest.approx(0.5)
     assert ends[16] == pytest.approx(0.5) and ends[29] == 1.0
     assert starts.sum() == pytest.approx(2.0) and ends.sum() == pytest.approx(2.0)
-    assert make_example(torch.zeros(50, 4), "hi", None).edge_targets is None
+    assert make_example(torch.zeros(50, 4), "hi", None, frame_seconds=0.02).edge_targets is None
+    # Qwen2-Audio's 40 ms frames: the same times fall on half the frame numbers.
+    starts = make_example(torch.zeros(25, 4), "Hi, there", timings, frame_seconds=0.04).edge_targets[:, 0]
+    assert starts[2] == pytest.approx(0.5) and starts[3] == pytest.approx(0.5) and starts[9] == pytest.approx(0.75)
 
 
 def synthetic_examples(count: int, seed: int = 0):
@@ -44,13 +48,13 @@ def synthetic_examples(count: int, seed: int = 0):
         chosen = list(rng.choice(words, 3))
         frames, timings, t = [sounds[0]] * 2, [], 2
         for word in chosen:
-            timings.append(WordTiming(word, t * 0.02, (t + 3 * len(word)) * 0.02))
+            timings.append(Word(word, t * 0.02, (t + 3 * len(word)) * 0.02))
             for letter in word:
                 frames += [sounds[LETTER_IDS[letter]]] * 3
             t += 3 * len(word)
         frames += [sounds[0]] * 2
         noisy = torch.tensor(np.stack(frames)) + 0.1 * torch.randn(len(frames), 8)
-        examples.append(make_example(noisy, " ".join(chosen), timings))
+        examples.append(make_example(noisy, " ".join(chosen), timings, frame_seconds=0.02))
     return examples
 
 
@@ -60,12 +64,14 @@ def test_a_short_training_run_lowers_the_loss():
     torch.manual_seed(0)  # as train_aligner seeds itself: the same initial weights
     with torch.no_grad():
         before = float(aligner_loss(WordAligner(8, hidden_size=32, layers=1).eval(), batch))
-    aligner = train_aligner(examples, hidden_size=32, layers=1, epochs=15, lr=1e-2, batch_frames=400)
+    aligner = train_aligner(examples, frame_seconds=0.02, hidden_size=32, layers=1, epochs=15, lr=1e-2,
+                            batch_frames=400)
     with torch.no_grad():
         after = float(aligner_loss(aligner, batch))
     assert after < 0.5 * before
     assert aligner.edge_supervised
-    assert not train_aligner(examples[:4], hidden_size=8, layers=1, epochs=1, edge_weight=0).edge_supervised
+    letters_only = train_aligner(examples[:4], frame_seconds=0.04, hidden_size=8, layers=1, epochs=1, edge_weight=0)
+    assert not letters_only.edge_supervised and letters_only.frame_seconds == 0.04
     errors = timing_errors(aligner, [(Utterance("x", "", 1.0, e_words), e.frames) for e, e_words in
                                      zip(examples[:8], [_timings(e) for e in examples[:8]])])
     assert errors.n_words == 24 and errors.mae_ms < 40
@@ -75,7 +81,7 @@ def _timings(example):
     # The word timings make_example was given, read back from its edge targets (exact frame boundaries here).
     starts = torch.nonzero(example.edge_targets[:, 0] == 1).flatten().tolist()
     ends = torch.nonzero(example.edge_targets[:, 1] == 1).flatten().tolist()
-    return [WordTiming(str(i), s * 0.02, (e + 1) * 0.02) for i, (s, e) in enumerate(zip(starts, ends))]
+    return [Word(str(i), s * 0.02, (e + 1) * 0.02) for i, (s, e) in enumerate(zip(starts, ends))]
 
 
 def test_encoder_frames_pairs_readable_clips_with_their_frames(base_models, tmp_path):
@@ -103,7 +109,7 @@ def test_align_train_command_writes_the_aligner_into_the_graft(base_models, tmp_
     utterances = []
     for index, clip in enumerate(make_clips([1.0, 0.8, 1.2])):
         soundfile.write(tmp_path / f"{index}.wav", clip, 16000)
-        words = [WordTiming("the", 0.1, 0.3), WordTiming("fox", 0.3, 0.7)]
+        words = [Word("the", 0.1, 0.3), Word("fox", 0.3, 0.7)]
         utterances.append(Utterance(tmp_path / f"{index}.wav", "the fox", clip.size / 16000, words))
     manifest = write_manifest(tmp_path / "train.jsonl", utterances)
     result = runner.invoke(app, ["align-train", str(graft), str(manifest), "--dev", str(manifest), "--epochs", "1"])

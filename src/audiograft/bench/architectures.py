@@ -85,7 +85,7 @@ class EncoderShape:
     heads: int
     ffn: int
     mel_bins: int
-    positions: int = 1500
+    positions: int = 1500  # 30 s at 50 positions a second: the convolutions halve the log-mel rate
 
     def config(self) -> WhisperConfig:
         return WhisperConfig(

@@ -41,6 +41,7 @@ import torch
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.bench.architectures import ARCHITECTURES, Architecture, random_graft
 from audiograft.bench.config import WORKLOADS, BenchConfig
+from audiograft.files import write_text_atomically
 from audiograft.modeling.config import GraftConfig, LoraSettings
 from audiograft.modeling.encoders import AudioEncoder
 from audiograft.modeling.llms import LanguageModel
@@ -155,12 +156,16 @@ class FlopCounter:
     def encoder_positions(self, seconds: float) -> int:
         """Positions the encoder runs on: the clip's own (50 per second), or 30 s of them."""
         full = self.recipe.encoder_context == "full" or self.recipe.pad_to_30s
-        return math.ceil(round((30.0 if full else seconds) * 100) / 2)
+        return self.enc.positions if full else self._positions(seconds)
 
     def audio_tokens(self, seconds: float) -> int:
         """Tokens the LLM gets: a clip's own frames only (padding is dropped), unless it was padded as audio."""
-        frames = math.ceil(round((30.0 if self.recipe.pad_to_30s else seconds) * 100) / 2)
+        frames = self.enc.positions if self.recipe.pad_to_30s else self._positions(seconds)
         return math.ceil(frames / self.recipe.downsample)
+
+    def _positions(self, seconds: float) -> int:
+        # Whisper's log-mel frames (100 a second, the clip's own) halved by the stride-2 convolution.
+        return math.ceil(round(seconds * 100) / 2)
 
     def encoder(self, seconds: float) -> float:
         e, positions = self.enc, self.encoder_positions(seconds)
@@ -498,8 +503,5 @@ def _as_json(m: Measurement) -> dict[str, Any]:
 
 
 def write_json(results: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+    return write_text_atomically(path, json.dumps(results, indent=2) + "\n")
 

@@ -24,7 +24,7 @@ import soundfile
 
 from audiograft.audio.augment import coloured_noise
 from audiograft.audio.io import SAMPLE_RATE, load_audio
-from audiograft.manifest import Utterance, WordTiming, write_manifest
+from audiograft.manifest import Utterance, Word, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def librivox_utterances(sdist: Path, out_dir: Path) -> list[Utterance]:
             soundfile.write(audio, waveform, 16000)
             alignment = json.loads(read(".json").read())
             words = [
-                WordTiming(w["t"].split("(")[0], round(w["b"], 3), round(w["b"] + w["d"], 3))
+                Word(w["t"].split("(")[0], round(w["b"], 3), round(w["b"] + w["d"], 3))
                 for w in alignment["w"]
                 if not w["t"].startswith("<")
             ]

@@ -29,7 +29,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -45,7 +45,8 @@ from rich.progress import (
 )
 
 from audiograft.audio.io import SAMPLE_RATE
-from audiograft.manifest import WordTiming
+from audiograft.files import atomic_path
+from audiograft.manifest import Word, parse_record, write_manifest
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -59,7 +60,7 @@ PITCH_RANGE = (0.89, 1.12)
 MIN_WORDS, MAX_WORDS = 5, 25
 SPLITS = ("train", "test")
 
-Synthesis = tuple[np.ndarray, "list[WordTiming] | None"]
+Synthesis = tuple[np.ndarray, "list[Word] | None"]
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def _ipa_letters(phonemes: str) -> str:
 
 def align_words(
     tokens: list[str], token_phonemes: list[str], timed_phonemes: list[tuple[str, float, float]]
-) -> list[WordTiming] | None:
+) -> list[Word] | None:
     """Word timings from timed phonemes of a whole sentence.
 
     Engines phonemise function words together with their neighbours ("in the" -> one group), so
@@ -247,7 +248,7 @@ def align_words(
             following = next((s for s in starts[index + 1 :] if s is not None), timed_phonemes[-1][2])
             starts[index], ends[index] = previous_end, following
     words = [
-        WordTiming(_bare_word(token), round(s, 3), round(e, 3))
+        Word(_bare_word(token), round(s, 3), round(e, 3))
         for token, s, e in zip(tokens, starts, ends, strict=True)
     ]
     ordered = all(w.end > w.start for w in words) and all(a.end <= b.start for a, b in itertools.pairwise(words))
@@ -424,7 +425,7 @@ class FestivalEngine(Engine):
         return _to_16k(samples, sample_rate * resampled_pitch), self._token_timings(text, lines, resampled_pitch)
 
     @staticmethod
-    def _token_timings(text: str, lines: list[str], speedup: float) -> list[WordTiming] | None:
+    def _token_timings(text: str, lines: list[str], speedup: float) -> list[Word] | None:
         # Festival splits tokens into words ("well-pleased" -> two) and gives clitics like "'s"
         # no segments; timing whole tokens keeps words aligned with the transcript.
         spans: dict[str, list[float]] = {}
@@ -439,7 +440,7 @@ class FestivalEngine(Engine):
             return None
         ordered = sorted(spans.values())
         return [
-            WordTiming(_bare_word(t), round(s / speedup, 3), round(e / speedup, 3))
+            Word(_bare_word(t), round(s / speedup, 3), round(e / speedup, 3))
             for t, (s, e) in zip(tokens, ordered, strict=True)
         ]
 
@@ -733,12 +734,6 @@ def _record_path(out_dir: Path, utterance: Utterance) -> Path:
     return out_dir / "audio" / f"{utterance.id}.json"
 
 
-def _write_atomically(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 def _is_done(out_dir: Path, utterance: Utterance) -> bool:
     return _audio_path(out_dir, utterance).exists() and _record_path(out_dir, utterance).exists()
 
@@ -761,12 +756,11 @@ def synthesize_utterance(out_dir: Path, utterance: Utterance) -> dict:
         "pitch": utterance.pitch,
     }
     if words is not None:
-        record["words"] = [asdict(word) for word in words]
-    _write_atomically(_record_path(out_dir, utterance), lambda p: p.write_text(json.dumps(record)))
-    _write_atomically(
-        _audio_path(out_dir, utterance),
-        lambda p: soundfile.write(str(p), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16"),
-    )
+        record["words"] = [word.to_dict() for word in words]
+    with atomic_path(_record_path(out_dir, utterance)) as temporary:
+        temporary.write_text(json.dumps(record))
+    with atomic_path(_audio_path(out_dir, utterance)) as temporary:
+        soundfile.write(str(temporary), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return record
 
 
@@ -802,12 +796,11 @@ def _synthesize_all(out_dir: Path, pending: list[Utterance], workers: int, progr
 
 
 def _write_manifests(out_dir: Path, records: list[dict]) -> None:
-    for name, selected in [
-        ("manifest.jsonl", records),
-        *((f"{split}.jsonl", [r for r in records if r["split"] == split]) for split in SPLITS),
-    ]:
-        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in selected)
-        _write_atomically(out_dir / name, lambda p, text=lines: p.write_text(text, encoding="utf-8"))
+    # The records are manifest lines already; parsing them checks them and keeps their rate and pitch.
+    utterances = [parse_record(record, out_dir) for record in records]
+    write_manifest(out_dir / "manifest.jsonl", utterances)
+    for split in SPLITS:
+        write_manifest(out_dir / f"{split}.jsonl", [u for u in utterances if u.split == split])
 
 
 def build_corpus(

@@ -31,7 +31,7 @@ import numpy as np
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from audiograft.inference.guards import loop_detected
-from audiograft.inference.transcript import Word
+from audiograft.manifest import Word
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,10 @@ class AlignmentOp:
 
 
 @dataclass(frozen=True)
-class ScoredWord:
-    word: str
-    start: float | None
-    end: float | None
-    confidence: float | None
-    correct: bool | None  # None: the word normalises to nothing (a filler such as "uh"), so it is not judged
+class ScoredWord(Word):
+    """A hypothesis word judged against the reference."""
+
+    correct: bool | None = None  # None: the word normalises to nothing (a filler such as "uh"), so it is not judged
 
 
 @dataclass

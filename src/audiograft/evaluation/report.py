@@ -1,30 +1,36 @@
 """One self-contained HTML page for an evaluation: summary, plots, and a sortable table of utterances with audio and
-word-level diffs. Everything is inline (CSS, JS, plots as base64 PNG), so the file opens offline and can be mailed."""
+word-level diffs. Everything is inline (CSS, JS, plots as base64 PNG), so the file opens offline and can be mailed.
+
+The page is the Jinja2 template templates/report.html.j2 (with report.css and report.js), autoescaped: this module
+only gathers the values it shows.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import soundfile
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from matplotlib.figure import Figure
 
 from audiograft.audio.io import SAMPLE_RATE, AudioError, load_audio
 from audiograft.evaluation.metrics import (
+    TIMESTAMP_TOLERANCES_MS,
     AlignmentOp,
     EvaluationResult,
     UtteranceScore,
     judged_words,
     wer_by_duration,
 )
+from audiograft.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,9 @@ GRAFT_COLOUR = "#2563eb"
 BASELINE_COLOUR = "#94a3b8"
 CORRECT_COLOUR = "#16a34a"
 INCORRECT_COLOUR = "#dc2626"
+_TEMPLATES = Environment(
+    loader=PackageLoader("audiograft.evaluation", "templates"), autoescape=True, undefined=StrictUndefined
+)
 
 
 def write_report(
@@ -54,28 +63,19 @@ def write_report(
     baseline = baseline or result.baseline
     sources = _audio_sources(result.utterances, path.parent, audio, embed_limit_bytes)
     title = title or f"audiograft evaluation — {result.model or 'model'}"
-    cards, metrics = _summary_html(result, baseline)
-    page = _PAGE.format(
-        title=_e(title),
-        css=_CSS,
-        js=_JS,
-        header=_header_html(title, result, baseline),
-        cards=cards,
-        metrics=metrics,
-        plots=_plots_html(result, baseline),
-        legend=_LEGEND,
-        table=_table_html(result, baseline, sources),
-        skipped=_skipped_html(result, baseline),
-        definitions=_DEFINITIONS,
+    page = _TEMPLATES.get_template("report.html.j2").render(
+        title=title,
+        facts=_facts(result, baseline),
+        has_baseline=baseline is not None,
+        cards=_cards(result, baseline),
+        metrics=_metric_rows(result, baseline),
+        plots=_plots(result, baseline),
+        rows=_rows(result, baseline, sources),
+        skipped=_skipped(result, baseline),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_text_atomically(path, page)
     logger.info("wrote report %s (%.1f kB)", path, path.stat().st_size / 1024)
     return path
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _percent(value: float | None) -> str:
@@ -131,7 +131,7 @@ def _audio_sources(
 # ---- header and summary ------------------------------------------------------------------------------------------
 
 
-def _header_html(title: str, result: EvaluationResult, baseline: EvaluationResult | None) -> str:
+def _facts(result: EvaluationResult, baseline: EvaluationResult | None) -> list[str]:
     facts = [
         f"{len(result.utterances)} utterances",
         f"{result.speed.audio_seconds / 60:.1f} min of audio",
@@ -140,7 +140,7 @@ def _header_html(title: str, result: EvaluationResult, baseline: EvaluationResul
     ]
     if baseline:
         facts.append(f"baseline: {baseline.model or 'baseline'}")
-    return f'<h1>{_e(title)}</h1><p class="facts">{" · ".join(map(_e, facts))}</p>'
+    return facts
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,10 @@ _METRICS = [
     _Metric("Audio", lambda r: r.speed.audio_seconds, lambda v: _number(v, 1, " s"), None),
     _Metric("Wall time", lambda r: r.speed.wall_seconds, lambda v: _number(v, 1, " s"), None),
     _Metric("Timestamp MAE", _timestamp(lambda t: t.mae_ms), lambda v: _number(v, 1, " ms"), True),
-    _Metric("Timestamps within 50 ms", _timestamp(lambda t: t.share_within(50)), _percent, False),
-    _Metric("Timestamps within 100 ms", _timestamp(lambda t: t.share_within(100)), _percent, False),
+    *(
+        _Metric(f"Timestamps within {ms} ms", _timestamp(lambda t, ms=ms: t.share_within(ms)), _percent, False)
+        for ms in TIMESTAMP_TOLERANCES_MS
+    ),
     _Metric("Confidence ECE", lambda r: r.confidence_ece, lambda v: _number(v, 3), True),
     _Metric("Utterances scored", lambda r: len(r.utterances), lambda v: _number(v, 0), None),
     _Metric("Utterances skipped", lambda r: len(r.skipped), lambda v: _number(v, 0), None),
@@ -188,38 +190,25 @@ def _verdict(metric: _Metric, value: object, other: object) -> str:
     return "better" if (value < other) == metric.lower_is_better else "worse"
 
 
-def _summary_html(result: EvaluationResult, baseline: EvaluationResult | None) -> tuple[str, str]:
-    """The headline cards and the table of every metric."""
+def _cards(result: EvaluationResult, baseline: EvaluationResult | None) -> list[dict[str, Any]]:
+    """The headline metrics, each with the baseline's value and whether the graft beats it."""
     by_label = {metric.label: metric for metric in _METRICS}
-    cards = []
-    for label in _HEADLINE:
-        metric = by_label[label]
-        value = metric.value(result)
-        compare = ""
-        if baseline:
-            other = metric.value(baseline)
-            compare = f'<div class="card-base">baseline <b>{_e(metric.show(other))}</b></div>'
-            value_class = _verdict(metric, value, other)
-        else:
-            value_class = ""
-        cards.append(
-            f'<div class="card"><div class="card-label">{_e(label)}</div>'
-            f'<div class="card-value {value_class}">{_e(metric.show(value))}</div>{compare}</div>'
-        )
+    return [_compared(by_label[label], result, baseline) for label in _HEADLINE]
 
-    head = "<th>Metric</th><th>Graft</th>" + ("<th>Baseline</th>" if baseline else "")
-    rows = []
-    for metric in _METRICS:
-        value = metric.value(result)
-        cells = f'<td class="{_verdict(metric, value, metric.value(baseline)) if baseline else ""}">'
-        cells += f"{_e(metric.show(value))}</td>"
-        if baseline:
-            cells += f"<td>{_e(metric.show(metric.value(baseline)))}</td>"
-        rows.append(f"<tr><th scope=row>{_e(metric.label)}</th>{cells}</tr>")
-    return (
-        f'<div class="cards">{"".join(cards)}</div>',
-        f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>',
-    )
+
+def _metric_rows(result: EvaluationResult, baseline: EvaluationResult | None) -> list[dict[str, Any]]:
+    return [_compared(metric, result, baseline) for metric in _METRICS]
+
+
+def _compared(metric: _Metric, result: EvaluationResult, baseline: EvaluationResult | None) -> dict[str, Any]:
+    value = metric.value(result)
+    other = metric.value(baseline) if baseline else None
+    return {
+        "label": metric.label,
+        "value": metric.show(value),
+        "baseline": metric.show(other) if baseline else None,
+        "verdict": _verdict(metric, value, other) if baseline else "",
+    }
 
 
 # ---- plots -------------------------------------------------------------------------------------------------------
@@ -290,225 +279,59 @@ def _confidence_plot(result: EvaluationResult, baseline: EvaluationResult | None
     return _png(figure)
 
 
-def _plots_html(result: EvaluationResult, baseline: EvaluationResult | None) -> str:
+def _plots(result: EvaluationResult, baseline: EvaluationResult | None) -> list[dict[str, str]]:
     plots = [
-        (alt, source)
-        for alt, source in [
-            ("WER by clip duration", _wer_by_duration_plot(result, baseline)),
-            ("Word confidence histogram", _confidence_plot(result, baseline)),
-        ]
-        if source is not None
+        ("WER by clip duration", _wer_by_duration_plot(result, baseline)),
+        ("Word confidence histogram", _confidence_plot(result, baseline)),
     ]
-    if not plots:
-        return ""
-    return "".join(f'<figure class="plot"><img alt="{_e(alt)}" src="{src}"></figure>' for alt, src in plots)
+    return [{"alt": alt, "source": source} for alt, source in plots if source is not None]
 
 
 # ---- utterance table ---------------------------------------------------------------------------------------------
 
-_OP_CLASS = {"substitute": "op-sub", "delete": "op-del", "insert": "op-ins"}
-
-
-def _diff_html(alignment: Sequence[AlignmentOp]) -> str:
-    parts = []
-    for op in alignment:
-        reference, hypothesis = _e(" ".join(op.reference)), _e(" ".join(op.hypothesis))
-        if op.op == "equal":
-            parts.append(hypothesis)
-        elif op.op == "substitute":
-            parts.append(f'<span class="op op-sub"><s>{reference}</s> {hypothesis}</span>')
-        elif op.op == "delete":
-            parts.append(f'<span class="op op-del">{reference}</span>')
-        else:
-            parts.append(f'<span class="op op-ins">{hypothesis}</span>')
-    return " ".join(parts) or '<span class="muted">(empty)</span>'
-
-
-def _flags_html(utterance: UtteranceScore) -> str:
-    flags = [
-        (utterance.hallucination, "hallucination"),
-        (utterance.loop, "loop"),
-        (utterance.empty, "empty"),
-    ]
-    return "".join(f'<span class="flag flag-{name}">{name}</span>' for raised, name in flags if raised)
-
-
-def _transcript_cells(utterance: UtteranceScore | None) -> str:
+def _transcript_cell(utterance: UtteranceScore | None) -> dict[str, Any] | None:
+    """One system's WER and word diff of an utterance; None where that system did not score it."""
     if utterance is None:
-        return '<td data-value="">—</td><td class="diff muted">not in this run</td>'
-    title = f"reference: {utterance.reference}\nhypothesis: {utterance.hypothesis}"
-    return (
-        f'<td class="num" data-value="{utterance.wer}">{_e(_percent(utterance.wer))}</td>'
-        f'<td class="diff" title="{_e(title)}">{_diff_html(utterance.alignment)}{_flags_html(utterance)}</td>'
-    )
+        return None
+    flags = {"hallucination": utterance.hallucination, "loop": utterance.loop, "empty": utterance.empty}
+    return {
+        "wer": utterance.wer,
+        "wer_shown": _percent(utterance.wer),
+        "title": f"reference: {utterance.reference}\nhypothesis: {utterance.hypothesis}",
+        "ops": [_diff_op(op) for op in utterance.alignment],
+        "flags": [name for name, raised in flags.items() if raised],
+    }
 
 
-def _table_html(result: EvaluationResult, baseline: EvaluationResult | None, sources: dict[str, str]) -> str:
+def _diff_op(op: AlignmentOp) -> dict[str, str]:
+    return {"op": op.op, "reference": " ".join(op.reference), "hypothesis": " ".join(op.hypothesis)}
+
+
+def _rows(
+    result: EvaluationResult, baseline: EvaluationResult | None, sources: dict[str, str]
+) -> list[dict[str, Any]]:
     baseline_by_id = {u.id: u for u in baseline.utterances} if baseline else {}
-    head = (
-        '<th data-sort="text">ID</th><th data-sort="number">Duration</th><th>Audio</th>'
-        '<th data-sort="number" data-default>WER</th><th>Graft transcript</th>'
-    )
-    if baseline:
-        head += '<th data-sort="number">Baseline WER</th><th>Baseline transcript</th><th data-sort="number">ΔWER</th>'
     rows = []
     for utterance in result.utterances:
-        source = sources.get(utterance.id)
-        player = f'<audio controls preload="none" src="{_e(source)}"></audio>' if source else ""
-        cells = (
-            f'<td class="id" data-value="{_e(utterance.id)}">{_e(utterance.id)}</td>'
-            f'<td class="num" data-value="{utterance.duration}">{utterance.duration:.1f} s</td>'
-            f'<td class="audio">{player}</td>{_transcript_cells(utterance)}'
-        )
-        if baseline:
-            other = baseline_by_id.get(utterance.id)
-            cells += _transcript_cells(other)
-            delta = utterance.wer - other.wer if other else None
-            verdict = "" if not delta else "worse" if delta > 0 else "better"
-            shown = "—" if delta is None else f"{100 * delta:+.1f} pts"
-            cells += f'<td class="num {verdict}" data-value="{"" if delta is None else delta}">{_e(shown)}</td>'
-        rows.append(f"<tr>{cells}</tr>")
-    return (
-        f'<table id="utterances" class="utterances"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
+        other = baseline_by_id.get(utterance.id)
+        delta = utterance.wer - other.wer if other else None
+        rows.append({
+            "id": utterance.id,
+            "duration": utterance.duration,
+            "source": sources.get(utterance.id),
+            "graft": _transcript_cell(utterance),
+            "baseline": _transcript_cell(other),
+            "delta": delta,
+            "delta_verdict": "" if not delta else "worse" if delta > 0 else "better",
+            "delta_shown": "—" if delta is None else f"{100 * delta:+.1f} pts",
+        })
+    return rows
 
 
-def _skipped_html(result: EvaluationResult, baseline: EvaluationResult | None) -> str:
+def _skipped(result: EvaluationResult, baseline: EvaluationResult | None) -> list[dict[str, str | None]]:
     systems = [("graft", result)] + ([("baseline", baseline)] if baseline else [])
-    rows = [
-        f"<tr><td>{_e(name)}</td><td class=id>{_e(skip.id)}</td><td>{_e(skip.audio or '—')}</td>"
-        f"<td>{_e(skip.error)}</td></tr>"
+    return [
+        {"system": name, "id": skip.id, "audio": skip.audio, "error": skip.error}
         for name, system in systems
         for skip in system.skipped
     ]
-    if not rows:
-        return ""
-    return (
-        f"<section><h2>Skipped ({len(rows)})</h2><p class=muted>Left out of every metric.</p>"
-        "<table class=skipped><thead><tr><th>System</th><th>ID</th><th>Audio</th><th>Error</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table></section>"
-    )
-
-
-_LEGEND = (
-    '<div class="legend"><span class="op op-sub"><s>reference</s> output</span> substitution '
-    '<span class="op op-del">reference</span> deletion <span class="op op-ins">output</span> insertion '
-    '<span class="muted">· text is normalised (Whisper English) · hover a transcript for the raw text</span></div>'
-)
-
-_DEFINITIONS = """<section class="definitions"><h2>Definitions</h2><dl>
-<dt>WER / CER</dt><dd>Corpus-level word / character error rate after Whisper's English normalisation.</dd>
-<dt>Hallucination</dt><dd>Output on a clip whose reference is empty, or more than 2 × reference words + 5.</dd>
-<dt>Loop</dt><dd>An n-gram (n = 1–4) repeated back to back at least 4 times in the output but not the reference.</dd>
-<dt>Empty output</dt><dd>No output words for a non-empty reference (rate over such utterances).</dd>
-<dt>RTFx</dt><dd>Seconds of audio transcribed per wall-clock second; higher is faster.</dd>
-<dt>Timestamp MAE</dt><dd>Mean absolute start and end error of output words aligned as equal to reference words.</dd>
-<dt>Confidence ECE</dt><dd>Expected calibration error over equal-width confidence bins (10 by default); a word is
-correct when it aligns as equal to a reference word.</dd></dl></section>"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title><style>{css}</style></head>
-<body><main>
-<header>{header}</header>
-<section><h2>Summary</h2>{cards}<div class="overview">{metrics}<div class="plots">{plots}</div></div></section>
-<section><h2>Utterances</h2>{legend}{table}</section>
-{skipped}
-{definitions}
-</main><script>{js}</script></body></html>
-"""
-
-_CSS = """
-:root { --text: #111827; --muted: #6b7280; --line: #e5e7eb; --bg: #f8fafc; --accent: #2563eb;
-  --sub: #fef3c7; --sub-ink: #92400e; --del: #fee2e2; --del-ink: #991b1b; --ins: #dcfce7; --ins-ink: #166534; }
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--text);
-  font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1360px; margin: 0 auto; padding: 24px 28px 48px; }
-h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 16px; margin: 32px 0 12px; }
-.facts, .muted { color: var(--muted); }
-.facts { margin: 0; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px; margin-bottom: 16px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; }
-.card-label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.card-value { font-size: 26px; font-weight: 600; font-variant-numeric: tabular-nums; }
-.card-base { color: var(--muted); font-size: 13px; }
-.better { color: #15803d; }
-.worse { color: #b91c1c; }
-table { border-collapse: collapse; background: #fff; border: 1px solid var(--line); border-radius: 8px; }
-th, td { padding: 7px 12px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
-thead th { background: #f1f5f9; font-size: 12px; text-transform: uppercase; letter-spacing: .04em;
-  color: #374151; white-space: nowrap; }
-.overview { display: grid; grid-template-columns: minmax(420px, 1fr) 2fr; gap: 12px; align-items: start; }
-.metrics { width: 100%; }
-.metrics th, .metrics td { white-space: nowrap; }
-.metrics td { font-variant-numeric: tabular-nums; text-align: right; }
-.metrics tbody th { font-weight: 500; }
-.plots { display: flex; flex-direction: column; gap: 12px; }
-.plot { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px; }
-.plot img { display: block; max-width: 100%; max-height: 300px; margin: 0 auto; }
-.utterances { width: 100%; }
-.utterances thead th { position: sticky; top: 0; z-index: 1; }
-.utterances tbody tr:hover { background: #f8fafc; }
-th[data-sort] { cursor: pointer; user-select: none; }
-th[data-sort]::after { content: " ↕"; color: #cbd5e1; }
-th[aria-sort="ascending"]::after { content: " ▲"; color: var(--accent); }
-th[aria-sort="descending"]::after { content: " ▼"; color: var(--accent); }
-.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; white-space: nowrap; }
-.audio audio { width: 180px; height: 32px; }
-.diff { min-width: 260px; }
-.op { border-radius: 3px; padding: 0 3px; }
-.op-sub { background: var(--sub); color: var(--sub-ink); }
-.op-sub s { opacity: .6; }
-.op-del { background: var(--del); color: var(--del-ink); text-decoration: line-through; }
-.op-ins { background: var(--ins); color: var(--ins-ink); text-decoration: underline; }
-.legend { margin: 0 0 10px; display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
-.flag { display: inline-block; margin-left: 6px; padding: 0 6px; border-radius: 9px; font-size: 11px;
-  background: #ede9fe; color: #5b21b6; }
-.flag-empty { background: #e0f2fe; color: #075985; }
-.flag-loop { background: #fce7f3; color: #9d174d; }
-.skipped td { font-size: 13px; }
-.definitions dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
-.definitions dt { font-weight: 600; }
-.definitions dd { margin: 0; color: #374151; }
-"""
-
-# Sorting is client-side so the page needs no server; rows open worst-WER first.
-_JS = """
-(function () {
-  "use strict";
-  var table = document.getElementById("utterances");
-  var body = table.tBodies[0];
-  var headers = Array.prototype.slice.call(table.querySelectorAll("th[data-sort]"));
-  function key(row, index, numeric) {
-    var raw = row.cells[index].getAttribute("data-value");
-    if (!numeric) return raw || "";
-    return raw === null || raw === "" ? null : parseFloat(raw);
-  }
-  function sortBy(header, descending) {
-    var index = header.cellIndex, numeric = header.getAttribute("data-sort") === "number";
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = key(a, index, numeric), y = key(b, index, numeric);
-      if (x === null || y === null) return (x === null) - (y === null);  // blanks last either way
-      var order = numeric ? x - y : x.localeCompare(y, undefined, {numeric: true});
-      return descending ? -order : order;
-    });
-    rows.forEach(function (row) { body.appendChild(row); });
-    headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
-    header.setAttribute("aria-sort", descending ? "descending" : "ascending");
-  }
-  headers.forEach(function (header) {
-    header.addEventListener("click", function () {
-      sortBy(header, header.getAttribute("aria-sort") !== "descending");
-    });
-  });
-  var initial = table.querySelector("th[data-default]");
-  if (initial) sortBy(initial, true);
-  document.documentElement.setAttribute("data-report-ready", "true");
-})();
-"""

@@ -1,6 +1,6 @@
 """Word timestamps and calibrated word confidences, without the Whisper decoder.
 
-Timestamps: `WordAligner` is a small head on the frozen encoder's 20 ms frames. It is trained with CTC over
+Timestamps: `WordAligner` is a small head on the frozen encoder's frames (20 ms for Whisper, 40 ms for Qwen2-Audio). It is trained with CTC over
 letters (which letters sound where) and, where the corpus has exact word timings, with per-frame word-start and
 word-end targets (where a word's edges are). To time the words an LLM wrote, the letters are force-aligned to
 the frames (CTC Viterbi), which says in which frames each word's letters sound; the end of one word and the start
@@ -33,7 +33,6 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-FRAME_SECONDS = 0.02  # one Whisper encoder frame
 ALPHABET = "abcdefghijklmnopqrstuvwxyz'"  # CTC classes 1..27; class 0 is the blank
 BLANK = 0
 ALIGNER_WEIGHTS = "word_aligner.safetensors"
@@ -178,11 +177,15 @@ class WordAligner(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int = 192, layers: int = 3, kernel_size: int = 3,
-                 dropout: float = 0.1, edge_supervised: bool = True):
+                 dropout: float = 0.1, edge_supervised: bool = True, frame_seconds: float = 0.02):
+        """frame_seconds: the duration of one encoder frame it is trained on (`AudioEncoder.frame_seconds`);
+        word_aligner.json files written before it was recorded were all trained on Whisper's 20 ms frames."""
         super().__init__()
         self.config = {"input_size": input_size, "hidden_size": hidden_size, "layers": layers,
-                       "kernel_size": kernel_size, "dropout": dropout, "edge_supervised": edge_supervised}
+                       "kernel_size": kernel_size, "dropout": dropout, "edge_supervised": edge_supervised,
+                       "frame_seconds": frame_seconds}
         self.edge_supervised = edge_supervised
+        self.frame_seconds = frame_seconds
         self.inputs = nn.Sequential(nn.LayerNorm(input_size), nn.Linear(input_size, hidden_size))
         self.convs = nn.ModuleList(
             nn.Conv1d(hidden_size, hidden_size, kernel_size, padding=kernel_size // 2) for _ in range(layers)
@@ -232,7 +235,7 @@ class WordAligner(nn.Module):
         targets = [LETTER_IDS[c] for word in letters for c in word]
         path = forced_align(letter_log_probs[0].double().numpy(), targets) if targets else None
         if path is None:
-            return _spread([len(w) for w in words], 0.0, n_frames * FRAME_SECONDS)
+            return _spread([len(w) for w in words], 0.0, n_frames * self.frame_seconds)
         owner = np.array([index for index, word in enumerate(letters) for _ in word])
         voiced = path % 2 == 1
         word_of_frame = owner[(path[voiced] - 1) // 2]
@@ -241,11 +244,13 @@ class WordAligner(nn.Module):
         first = {w: int(f[0]) for w, f in frames_of.items()}
         last = {w: int(f[-1]) for w, f in frames_of.items()}
         edge_scores = nn.functional.logsigmoid(edge_logits[0].double()).numpy()
-        return _word_times(words, first, last, edge_scores if self.edge_supervised else None, n_frames)
+        return _word_times(words, first, last, edge_scores if self.edge_supervised else None, n_frames,
+                           self.frame_seconds)
 
 
 def _word_times(
-    words: list[str], first: dict[int, int], last: dict[int, int], edge_scores: np.ndarray | None, n_frames: int
+    words: list[str], first: dict[int, int], last: dict[int, int], edge_scores: np.ndarray | None, n_frames: int,
+    frame_seconds: float,
 ) -> list[tuple[float, float]]:
     """Start and end frames of the placed words, refined by the edge scores, then times for the unplaced words."""
     placed = sorted(first)
@@ -263,12 +268,12 @@ def _word_times(
                 end[before], start[after] = _best_gap(edge_scores, last[before], first[after])
     times: list[tuple[float, float] | None] = [None] * len(words)
     for w in placed:
-        times[w] = (start[w] * FRAME_SECONDS, (end[w] + 1) * FRAME_SECONDS)
+        times[w] = (start[w] * frame_seconds, (end[w] + 1) * frame_seconds)
     # Unplaced words share the stretch between the placed words around them, by their length in characters.
-    bounds = [(-1, 0.0), *((w, times[w][1]) for w in placed), (len(words), n_frames * FRAME_SECONDS)]
+    bounds = [(-1, 0.0), *((w, times[w][1]) for w in placed), (len(words), n_frames * frame_seconds)]
     for (before, gap_start), (after, _) in pairwise(bounds):
         if after - before > 1:
-            gap_end = times[after][0] if after < len(words) else n_frames * FRAME_SECONDS
+            gap_end = times[after][0] if after < len(words) else n_frames * frame_seconds
             times[before + 1 : after] = _spread([len(words[w]) for w in range(before + 1, after)], gap_start, gap_end)
     return times
 

@@ -218,6 +218,12 @@ class Transcriber:
                 f"word timestamps need a word aligner trained for this model, and {self.model.directory or 'it'} has "
                 "none (see audiograft.inference.alignment)"
             )
+        if options.word_timestamps and self._aligner.frame_seconds != self.model.encoder.frame_seconds:
+            raise ValueError(
+                f"the word aligner of {self.model.directory or 'this model'} was trained on "
+                f"{self._aligner.frame_seconds * 1000:g} ms encoder frames, and this encoder gives "
+                f"{self.model.encoder.frame_seconds * 1000:g} ms frames: train it again for this model"
+            )
         return options
 
     def _transcribe(

@@ -3,7 +3,8 @@
 The JSON shape is stable and the same as the server's `verbose_json`:
     {"text", "language", "duration",
      "segments": [{"id", "start", "end", "text", "words": [{"word", "start", "end", "confidence"}]}]}
-Times are seconds from the start of the file. SRT and WebVTT are written here by hand, as Whisper's own
+Times are seconds from the start of the file. `Word` is `audiograft.manifest.Word`, the one word type of references,
+hypotheses and scored words. SRT and WebVTT are written here by hand, as Whisper's own
 writers are: each is a dozen lines, not worth a dependency.
 """
 
@@ -12,30 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import Any, Literal
+
+from audiograft.manifest import Word
 
 OutputFormat = Literal["text", "json", "srt", "vtt"]
 OUTPUT_FORMATS: tuple[str, ...] = ("text", "json", "srt", "vtt")
 FILE_SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
-
-
-@dataclass(frozen=True)
-class Word:
-    """One word; times and confidence are None where they were not asked for or cannot be known."""
-
-    word: str
-    start: float | None = None
-    end: float | None = None
-    confidence: float | None = None
-
-    @classmethod
-    def coerce(cls, value: Word | Mapping[str, Any] | Any) -> Word:
-        """Accepts a Word, a {"word", "start", "end", "confidence"} mapping, or any object with those attributes."""
-        if isinstance(value, Word):
-            return value
-        get = value.get if isinstance(value, Mapping) else partial(getattr, value)
-        return cls(str(get("word")), get("start", None), get("end", None), get("confidence", None))
 
 
 @dataclass

@@ -33,6 +33,8 @@ _ENCODER_PREFIXES = {
 }
 
 
+# Log-mel frames per second of audio that both encoders were trained on: Whisper's 10 ms hop at 16 kHz.
+FEATURE_RATE = 100
 # Both encoders open with two convolutions, the second of stride 2: one encoder position per two log-mel frames.
 CONV_STRIDE = 2
 
@@ -81,8 +83,19 @@ class AudioEncoder(nn.Module):
         return window_frames(self.model.config)
 
     @property
+    def feature_rate(self) -> int:
+        """Log-mel frames per second of audio."""
+        return FEATURE_RATE
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds of audio per output frame: 20 ms (the convolutions halve the log-mel rate), 40 ms after
+        Qwen2-Audio's pooling."""
+        return CONV_STRIDE * encoder_pooling(self.model.config) / FEATURE_RATE
+
+    @property
     def max_seconds(self) -> float:
-        return self.max_frames / 100
+        return self.max_frames / self.feature_rate
 
     def encode_clips(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
         """Each clip's own encoder frames (frames, d_model) and log-mel length, the clips run as one batch."""
@@ -94,7 +107,7 @@ class AudioEncoder(nn.Module):
     def forward(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input_features: (batch, mel, frames), padded; feature_lengths: valid frames per clip."""
         if int(feature_lengths.max()) > self.max_frames:
-            raise ValueError(f"clips longer than {self.max_frames // 100} s must be split before encoding")
+            raise ValueError(f"clips longer than {self.max_seconds:g} s must be split before encoding")
         input_features = input_features.to(self.model.conv1.weight.dtype)
         output_lengths = frame_lengths(feature_lengths, encoder_pooling(self.model.config))
         if self.context == "full":

@@ -27,7 +27,6 @@ from audiograft.modeling.llms import (
     use_grouped_query_sdpa,
 )
 from audiograft.modeling.processor import (
-    FRAMES_PER_SECOND,
     IGNORE_INDEX,
     Audio,
     AudioSettings,
@@ -316,7 +315,7 @@ class GraftModel(nn.Module):
         """
         batch = self.processor(audios, instruction, feature_device=self.device)
         if max_new_tokens is None:
-            max_new_tokens = answer_token_budget(float(batch["feature_lengths"].max()) / FRAMES_PER_SECOND)
+            max_new_tokens = answer_token_budget(float(batch["feature_lengths"].max()) / self.encoder.feature_rate)
         tokens = self.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
         return [text.strip() for text in self.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 

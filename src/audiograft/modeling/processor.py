@@ -29,6 +29,7 @@ from transformers import Qwen2AudioEncoderConfig, WhisperConfig, WhisperFeatureE
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.modeling.config import GraftConfig
 from audiograft.modeling.encoders import (
+    FEATURE_RATE,
     encoder_pooling,
     frame_lengths,
     read_encoder_config,
@@ -39,8 +40,6 @@ from audiograft.modeling.projectors import token_lengths
 from audiograft.presets.pretrained import resolve_base, resolve_model_dir
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
-# Log-mel frames per second of audio (Whisper's 10 ms hop).
-FRAMES_PER_SECOND = 100
 IGNORE_INDEX = -100
 AUDIO_MARKER = "<|audiograft:audio|>"
 
@@ -146,7 +145,9 @@ class GraftProcessor:
         self.config = config
         self.audio = audio
         self.llm_processor = llm_processor
-        self.feature_extractor = WhisperFeatureExtractor(feature_size=audio.mel_bins)
+        self.feature_extractor = WhisperFeatureExtractor(
+            feature_size=audio.mel_bins, sampling_rate=SAMPLE_RATE, hop_length=SAMPLE_RATE // FEATURE_RATE
+        )
         self.placeholder_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = self.placeholder_id
         self.end_of_turn_id = self._find_end_of_turn()
@@ -174,7 +175,7 @@ class GraftProcessor:
     @property
     def max_seconds(self) -> float:
         """The longest clip the encoder hears at once."""
-        return self.audio.window_frames / FRAMES_PER_SECOND
+        return self.audio.window_frames / FEATURE_RATE
 
     def __call__(
         self,

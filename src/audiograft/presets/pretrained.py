@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from transformers import (
     WhisperTokenizer,
 )
 
+from audiograft.files import atomic_path
 from audiograft.presets.ctranslate2_conversion import read_ct2_model, whisper_from_ct2
 
 logger = logging.getLogger(__name__)
@@ -158,23 +158,19 @@ def _build_once(target: Path, build: Callable[[Path], None], force: bool) -> Pat
     """
     if target.is_dir() and not force:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    started, built = time.perf_counter(), False
     try:
-        started = time.perf_counter()
-        build(staging)
-        if force and target.exists():
-            shutil.rmtree(target)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not target.is_dir():
-                raise
-            logger.info("%s was prepared concurrently; keeping that copy", target)
-        else:
-            logger.info("prepared %s in %.1f s", target, time.perf_counter() - started)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_path(target, directory=True) as staging:
+            build(staging)
+            built = True
+            if force and target.exists():
+                shutil.rmtree(target)
+    except OSError:
+        if not built or not target.is_dir():  # only losing the race to another process is fine
+            raise
+        logger.info("%s was prepared concurrently; keeping that copy", target)
+    else:
+        logger.info("prepared %s in %.1f s", target, time.perf_counter() - started)
     return target
 
 

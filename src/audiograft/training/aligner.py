@@ -13,13 +13,11 @@ from torch import nn
 from audiograft.evaluation.metrics import TimestampErrors, timestamp_errors
 from audiograft.inference.alignment import (
     BLANK,
-    FRAME_SECONDS,
     LETTER_IDS,
     WordAligner,
     spoken_letters,
 )
-from audiograft.inference.transcript import Word
-from audiograft.manifest import Utterance, WordTiming
+from audiograft.manifest import Utterance, Word
 from audiograft.training.data import LengthBucketSampler
 from audiograft.training.encoder_cache import EncoderCache
 
@@ -47,8 +45,11 @@ class AlignerExample:
     edge_targets: torch.Tensor | None  # (T, 2) soft word-start / word-end targets, None without word timings
 
 
-def make_example(frames: torch.Tensor, text: str, words: Sequence[WordTiming] | None) -> AlignerExample:
-    """A training example: the transcript's letters and, where word timings exist, soft word-edge targets."""
+def make_example(
+    frames: torch.Tensor, text: str, words: Sequence[Word] | None, frame_seconds: float
+) -> AlignerExample:
+    """A training example: the transcript's letters and, where word timings exist, soft word-edge targets;
+    `frame_seconds` is the duration of one of the encoder's `frames` (`AudioEncoder.frame_seconds`)."""
     letters = [LETTER_IDS[c] for word in text.split() for c in spoken_letters(word)]
     edge_targets = None
     if words:
@@ -56,8 +57,8 @@ def make_example(frames: torch.Tensor, text: str, words: Sequence[WordTiming] | 
         for word in words:
             # Boundaries fall between frames; a boundary a fraction of the way from one to the next is shared
             # between the two, so the targets keep the exact times and not only the nearest frame.
-            _soft_mark(edge_targets[:, 0], word.start / FRAME_SECONDS)
-            _soft_mark(edge_targets[:, 1], word.end / FRAME_SECONDS - 1)
+            _soft_mark(edge_targets[:, 0], word.start / frame_seconds)
+            _soft_mark(edge_targets[:, 1], word.end / frame_seconds - 1)
     return AlignerExample(frames, letters, edge_targets)
 
 
@@ -114,6 +115,7 @@ def aligner_loss(aligner: WordAligner, batch: AlignerBatch, edge_weight: float =
 def train_aligner(
     examples: Sequence[AlignerExample],
     *,
+    frame_seconds: float,
     hidden_size: int = 192,
     layers: int = 3,
     epochs: int = 8,
@@ -125,12 +127,14 @@ def train_aligner(
     """Train a WordAligner on cached encoder frames: AdamW, one-cycle learning rate, batches of similar length
     holding at most `batch_frames` frames with padding.
 
-    edge_weight=0, or no example with word timings, trains letters only; the aligner then times words by
+    `frame_seconds` is the duration of the examples' encoder frames (`AudioEncoder.frame_seconds`), which the
+    aligner records. edge_weight=0, or no example with word timings, trains letters only; the aligner then times words by
     their letters' frames alone.
     """
     torch.manual_seed(seed)
     edge_supervised = edge_weight > 0 and any(e.edge_targets is not None for e in examples)
-    aligner = WordAligner(examples[0].frames.shape[1], hidden_size, layers, edge_supervised=edge_supervised)
+    aligner = WordAligner(examples[0].frames.shape[1], hidden_size, layers, edge_supervised=edge_supervised,
+                          frame_seconds=frame_seconds)
     # The length-bucketed sampler counts seconds; here its unit is frames, and one pool holds every example.
     sampler = LengthBucketSampler([len(e.frames) for e in examples], batch_size=len(examples),
                                   max_batch_seconds=batch_frames, pool_batches=1, seed=seed)

@@ -1,4 +1,4 @@
-"""Training data: datasets over manifests, a length-bucketed sampler, SpecAugment, the collator."""
+"""Training data: the dataset over a manifest, a length-bucketed sampler, SpecAugment, the collator."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import Dataset, Sampler
 
-from audiograft.audio.io import SAMPLE_RATE, AudioError, load_audio
+from audiograft.audio.io import AudioError, load_audio
 from audiograft.manifest import Utterance
 from audiograft.modeling.processor import GraftProcessor
 
@@ -82,35 +82,6 @@ class SpeechDataset(Dataset):
         if self.augment is not None:
             waveform = self.augment(waveform, np.random.default_rng(seed_key))
         return Example(index, utterance.text, waveform, seed_key=seed_key)
-
-
-class HuggingFaceSpeechDataset(Dataset):
-    """A `datasets.Dataset` with an audio column (decoded dicts with array and sampling_rate) and a text column."""
-
-    def __init__(self, dataset: Any, audio_column: str = "audio", text_column: str = "text"):
-        missing = {audio_column, text_column} - set(dataset.column_names)
-        if missing:
-            raise ValueError(f"dataset has no column(s) {sorted(missing)}; it has {dataset.column_names}")
-        self.dataset = dataset
-        self.audio_column = audio_column
-        self.text_column = text_column
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Example:
-        import soxr
-
-        row = self.dataset[index]
-        audio = row[self.audio_column]
-        waveform = np.asarray(audio["array"], dtype=np.float32)
-        if waveform.ndim == 2:
-            waveform = waveform.mean(axis=0 if waveform.shape[0] < waveform.shape[1] else 1)
-        if audio["sampling_rate"] != SAMPLE_RATE:
-            waveform = soxr.resample(waveform, audio["sampling_rate"], SAMPLE_RATE, quality="HQ")
-        if waveform.size == 0:
-            return Example(index, row[self.text_column], error=f"dataset row {index}: contains no samples")
-        return Example(index, row[self.text_column], waveform.astype(np.float32))
 
 
 class LengthBucketSampler(Sampler[list[int]]):

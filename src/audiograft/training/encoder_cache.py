@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 
 from audiograft.audio.io import AudioError, load_audio
+from audiograft.files import atomic_path
 from audiograft.manifest import Utterance
 from audiograft.modeling.encoders import AudioEncoder
 from audiograft.modeling.processor import GraftProcessor
@@ -80,8 +80,5 @@ class EncoderCache:
         return len(missing)
 
     def _write(self, audio: Path, frames: torch.Tensor, feature_length: int) -> None:
-        path = self.path(audio)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        save_file({"frames": frames.cpu().contiguous(), "feature_length": torch.tensor(feature_length)}, temporary)
-        os.replace(temporary, path)
+        with atomic_path(self.path(audio)) as temporary:
+            save_file({"frames": frames.cpu().contiguous(), "feature_length": torch.tensor(feature_length)}, temporary)

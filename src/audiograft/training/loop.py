@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from audiograft.audio.augment import Augmentation
 from audiograft.evaluation.runner import evaluate_model
+from audiograft.files import atomic_path
 from audiograft.manifest import read_manifest
 from audiograft.modeling.config import GraftConfig, LoraSettings
 from audiograft.modeling.model import GraftModel
@@ -231,7 +231,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
     model.train()
     graft.encoder.eval()  # frozen: no dropout, no batch statistics
-    window = Throughput()
+    window = Throughput(graft.encoder.feature_rate)
     while progress["step"] < config.max_steps:
         # accelerate's loader re-sets the epoch from its own counter, which restarts at 0 on resume.
         loader.set_epoch(progress["epoch"])
@@ -297,14 +297,15 @@ def dev_wer(model: GraftModel, config: TrainConfig) -> float:
 
 
 class Throughput:
-    """Tokens and audio seconds per wall second since the last report."""
+    """Tokens and audio seconds per wall second since the last report; `feature_rate`: log-mel frames per second."""
 
-    def __init__(self) -> None:
+    def __init__(self, feature_rate: float) -> None:
+        self.feature_rate = feature_rate
         self.start, self.tokens, self.audio_seconds, self.samples = time.perf_counter(), 0, 0.0, 0
 
     def add(self, batch: dict[str, torch.Tensor]) -> None:
         self.tokens += int(batch["attention_mask"].sum())
-        self.audio_seconds += float(batch["feature_lengths"].sum()) / 100
+        self.audio_seconds += float(batch["feature_lengths"].sum()) / self.feature_rate
         self.samples += int(batch["feature_lengths"].shape[0])
 
     def rates(self, processes: int) -> dict[str, float]:
@@ -314,7 +315,7 @@ class Throughput:
             "audio_s_per_s": processes * self.audio_seconds / elapsed,
             "samples_per_s": processes * self.samples / elapsed,
         }
-        self.__init__()
+        self.__init__(self.feature_rate)
         return rates
 
 
@@ -368,16 +369,13 @@ def save_checkpoint(
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return final
-    temporary = output_dir / f".{final.name}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    model.save_pretrained(temporary / "graft", trained)
-    save_file(trained, temporary / "trainable.safetensors")
-    save_file(optimizer_tensors, temporary / "optimizer.safetensors")
-    save_file({"torch": torch.get_rng_state(), **_cuda_rng_states()}, temporary / "rng.safetensors")
-    meta = {"progress": progress, "optimizer": optimizer_meta, "scheduler": scheduler.state_dict()}
-    (temporary / "state.json").write_text(json.dumps(meta))
-    os.replace(temporary, final)
+    with atomic_path(final, directory=True) as temporary:
+        model.save_pretrained(temporary / "graft", trained)
+        save_file(trained, temporary / "trainable.safetensors")
+        save_file(optimizer_tensors, temporary / "optimizer.safetensors")
+        save_file({"torch": torch.get_rng_state(), **_cuda_rng_states()}, temporary / "rng.safetensors")
+        meta = {"progress": progress, "optimizer": optimizer_meta, "scheduler": scheduler.state_dict()}
+        (temporary / "state.json").write_text(json.dumps(meta))
     for old in sorted(output_dir.glob(f"{CHECKPOINT_PREFIX}*"))[:-keep_last]:
         shutil.rmtree(old)
     logger.info("saved %s", final)
