@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,12 @@ class Utterance:
     words: list[WordTiming] | None = None
     speaker: str | None = None
     split: str | None = None
+    # Where it was read, "manifest:line", so that a problem met later names the line; not part of the record.
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def to_json(self, relative_to: Path) -> str:
         values = asdict(self)
+        del values["source"]
         audio = Path(self.audio)
         values["audio"] = str(audio.relative_to(relative_to) if audio.is_relative_to(relative_to) else audio)
         return json.dumps({k: v for k, v in values.items() if v is not None}, ensure_ascii=False)
@@ -61,6 +64,7 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[Utterance]
             except ManifestError as error:
                 raise ManifestError(f"{path}:{number}: {error}") from None
             if split is None or utterance.split == split:
+                utterance.source = f"{path}:{number}"
                 utterances.append(utterance)
     return utterances
 

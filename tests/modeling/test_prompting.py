@@ -9,6 +9,7 @@ from audiograft.modeling.prompting import (
     user_text,
 )
 
+
 # A template whose assistant turn ends with the EOS token, which is also the pad token.
 def test_labels_cover_the_answer_and_its_end_of_turn_only():
     prompter = Prompter(TOKENIZER)

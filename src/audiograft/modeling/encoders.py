@@ -23,11 +23,10 @@ from transformers import (
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from audiograft.audio.io import checked_waveform
 from audiograft.modeling.config import EncoderContext
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
 
 # Key prefixes under which each checkpoint type keeps its audio encoder; only these tensors are read.
 _ENCODER_PREFIXES = {
@@ -78,12 +77,8 @@ class AudioEncoder(nn.Module):
         anyway, and a 5 s clip costs a sixth of the log-mel work. Each clip's valid frames are those of 30 s of padding. context="full" pads
         every clip to 30 s, whose log-mel of silence Whisper saw in training.
         """
-        max_seconds = self.max_seconds
-        for index, waveform in enumerate(waveforms):
-            if waveform.ndim != 1 or waveform.size == 0:
-                raise ValueError(f"clip {index}: expected a non-empty 1-D waveform, got shape {waveform.shape}")
-            if waveform.size > max_seconds * SAMPLE_RATE:
-                raise ValueError(f"clip {index}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:.0f} s")
+        waveforms = [checked_waveform(waveform, f"clip {index}", self.max_seconds)
+                     for index, waveform in enumerate(waveforms)]
         hop = self.feature_extractor.hop_length
         longest = max(waveform.size for waveform in waveforms)
         # Trimmed: half a window of silence after the longest clip, so that every clip's last frames see zeros past
