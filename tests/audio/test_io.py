@@ -133,7 +133,7 @@ def test_a_clip_shorter_than_the_voice_detectors_step_is_refused_by_name(tmp_pat
 @pytest.mark.parametrize(
     "declared_rate, message",
     [(1, r"declares a sample rate of 1 Hz, below the 4000 Hz .* the header is probably damaged"),
-     (100_000_000, r"too short: at least 32 ms is needed \(1600 samples at its declared 100000000 Hz"),
+     (100_000_000, r"too short: at least 32 ms is needed \(1600 samples at its declared 100000000 Hz\)"),
      (4_000_000_000, r"not readable as audio \(.*\): the file looks damaged or cut short")],
 )
 def test_an_absurd_declared_sample_rate_is_refused_saying_what_is_wrong(declared_rate, message):

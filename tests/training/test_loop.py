@@ -12,7 +12,7 @@ import yaml
 from conftest import config_for
 from safetensors.torch import load_file
 
-from audiograft.manifest import ManifestError
+from audiograft.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from audiograft.modeling.config import LoraSettings
 from audiograft.training.loop import (
     TrainingDiverged,
@@ -120,14 +120,22 @@ def test_both_manifests_and_their_audio_are_checked_before_a_model_is_loaded(bas
 
 
 def test_a_missing_audio_file_is_warned_about_once_not_every_epoch(base_models, manifest, tmp_path, caplog):
-    lines = manifest.read_text().splitlines()
-    lines.insert(3, json.dumps({"audio": str(tmp_path / "gone.wav"), "text": "lost", "duration": 1.0}))
-    with_gap = tmp_path / "train.jsonl"
-    with_gap.write_text("\n".join(lines) + "\n")
+    utterances = read_manifest(manifest)
+    utterances.insert(3, Utterance(tmp_path / "gone.wav", "lost", 1.0))
+    with_gap = write_manifest(tmp_path / "train.jsonl", utterances)
     train(config_for(base_models, with_gap, tmp_path / "run", max_steps=9))  # 4 batches an epoch: 3 epochs
-    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    warnings = [record.getMessage() for record in caplog.records if "gone.wav" in record.getMessage()]
     assert warnings == [f"{with_gap}: 1 of 13 audio files do not exist; their utterances are left out: "
                         f"line 4 ({tmp_path / 'gone.wav'})"]
+
+
+def test_training_stops_when_no_utterance_can_be_loaded_instead_of_looping(base_models, tmp_path):
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / name).write_bytes(b"RIFF not really a wave file")
+    unreadable = write_manifest(tmp_path / "train.jsonl", [Utterance(tmp_path / "a.wav", "x", 1.0),
+                                                            Utterance(tmp_path / "b.wav", "y", 1.0)])
+    with pytest.raises(ValueError, match="train.jsonl: no utterance could be loaded in a whole epoch"):
+        train(config_for(base_models, unreadable, tmp_path / "run"))
 
 
 def _launch(config_path, resume=False):

@@ -70,7 +70,7 @@ def load_audio(
     mono = samples.mean(axis=1)
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ")
-    return checked_waveform(mono, name, max_seconds, sample_rate)
+    return checked_waveform(mono, name, sample_rate=sample_rate)
 
 
 def checked_waveform(

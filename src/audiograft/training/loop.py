@@ -243,6 +243,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         sampler.set_epoch(progress["epoch"])
         dataset.set_epoch(progress["epoch"])
         sampler.skip = progress["batches_done"]
+        whole_epoch, usable_batches = progress["batches_done"] == 0, 0
         for batch in loader:
             if saved_rng is not None:
                 # Starting a loader draws from the global RNG; restore after the first batch, as the
@@ -252,6 +253,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             progress["batches_done"] += 1
             if batch is None:
                 continue
+            usable_batches += 1
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 if not torch.isfinite(loss):
@@ -282,6 +284,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             if step >= config.max_steps:
                 break
         else:
+            if whole_epoch and not usable_batches:
+                # Every utterance was skipped (the warnings name each): another epoch would skip them again, forever.
+                raise ValueError(f"{config.train_manifest}: no utterance could be loaded in a whole epoch; stopping")
             progress["epoch"] += 1
             progress["batches_done"] = 0
 
