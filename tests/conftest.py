@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,12 @@ def processor_for(encoder_dir: Path, tokenizer=TOKENIZER, **config) -> GraftProc
     """A processor for the encoder saved at `encoder_dir`, built from configs alone (no model loaded)."""
     settings = AudioSettings.from_encoder_config(read_encoder_config(str(encoder_dir)))
     return GraftProcessor(tokenizer, GraftConfig(encoder=str(encoder_dir), llm="unused", **config), settings)
+
+
+def write_lines(path: Path, records: list) -> Path:
+    """A manifest file of these records (dicts as JSON; strings as they are, e.g. a broken line)."""
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")
+    return path
 
 
 def make_clips(durations: list[float], seed: int = 0) -> list[np.ndarray]:

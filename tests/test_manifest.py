@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import write_lines
 
 from audiograft.manifest import (
     ManifestError,
@@ -10,11 +11,6 @@ from audiograft.manifest import (
     read_manifest,
     write_manifest,
 )
-
-
-def write_lines(path, records):
-    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")
-    return path
 
 
 def test_manifest_round_trip_resolves_relative_audio(tmp_path):

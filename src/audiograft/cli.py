@@ -25,7 +25,7 @@ from audiograft.bench.config import BenchConfig
 from audiograft.inference.options import DEFAULT_CPU_THREADS, TranscriptionOptions
 from audiograft.inference.transcript import OUTPUT_FORMATS
 from audiograft.modeling.config import EncoderContext, GraftConfig, ProjectorType
-from audiograft.serving.settings import ServerSettings
+from audiograft.serving.settings import API_KEY_VARIABLE, ServerSettings
 
 
 class UserError(Exception):
@@ -230,9 +230,8 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
     model: ModelOption = "default",
     api_key: Annotated[str | None, typer.Option(
-        envvar="AUDIOGRAFT_API_KEY", metavar="KEY", help="Require 'Authorization: Bearer KEY' on /v1 requests. Prefer the "
-        "environment variable: a key on the command line is visible to every user of the machine in `ps`.")] = (
-        ServerSettings.api_key),
+        envvar=API_KEY_VARIABLE, metavar="KEY", help="Require 'Authorization: Bearer KEY' on /v1 requests. Prefer the "
+        "environment variable: a key on the command line is visible to every user of the machine in `ps`.")] = None,
     device: DeviceOption = "cpu",
     threads: ThreadsOption = DEFAULT_CPU_THREADS,
     use_prompt: Annotated[bool, typer.Option(help="Add a request's `prompt` to the model's instruction as context "

@@ -51,9 +51,12 @@ class Utterance:
     speaker: str | None = None
     split: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # the record's other fields, as they were
+    # Where it was read, "manifest:line", so that a problem met later names the line; not part of the record.
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def to_json(self, relative_to: Path) -> str:
         values = asdict(self)
+        del values["source"]
         values.update(values.pop("metadata"))
         if self.words is not None:
             values["words"] = [word.to_dict() for word in self.words]
@@ -85,6 +88,7 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[Utterance]
             except ManifestError as error:
                 raise ManifestError(f"{path}:{number}: {error}") from None
             if split is None or utterance.split == split:
+                utterance.source = f"{path}:{number}"
                 utterances.append(utterance)
     return utterances
 

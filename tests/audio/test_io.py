@@ -5,11 +5,14 @@ import pytest
 import soundfile
 
 from audiograft.audio.io import (
+    MIN_SAMPLES,
     SAMPLE_RATE,
     UPLOAD_NAME,
     AudioError,
     AudioTooLong,
+    checked_waveform,
     load_audio,
+    run_on_loaded,
 )
 
 
@@ -107,3 +110,106 @@ def test_nan_or_infinite_samples_are_refused_by_name(tmp_path):
     soundfile.write(tmp_path / "nan.wav", samples, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="nan.wav: holds NaN or infinite samples"):
         load_audio(tmp_path / "nan.wav")
+
+
+def wav_declaring_rate(samples: int, declared_rate: int) -> bytes:
+    """A 16-bit mono WAV whose header claims `declared_rate` (the header's rate and byte-rate fields rewritten)."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.full(samples, 0.1, dtype=np.float32), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    data = bytearray(buffer.getvalue())
+    data[24:28] = (declared_rate % 2**32).to_bytes(4, "little")
+    data[28:32] = (2 * declared_rate % 2**32).to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_a_clip_shorter_than_the_voice_detectors_step_is_refused_by_name(tmp_path):
+    soundfile.write(tmp_path / "blip.wav", np.full(320, 0.1, dtype=np.float32), SAMPLE_RATE)  # 20 ms
+    with pytest.raises(AudioError, match=r"blip.wav: 20 ms of audio is too short: at least 32 ms is needed"):
+        load_audio(tmp_path / "blip.wav")
+    soundfile.write(tmp_path / "enough.wav", np.full(MIN_SAMPLES, 0.1, dtype=np.float32), SAMPLE_RATE)
+    assert load_audio(tmp_path / "enough.wav").size == MIN_SAMPLES
+
+
+@pytest.mark.parametrize(
+    "declared_rate, message",
+    [(1, r"declares a sample rate of 1 Hz, below the 4000 Hz .* the header is probably damaged"),
+     (100_000_000, r"too short: at least 32 ms is needed \(1600 samples at its declared 100000000 Hz\)"),
+     (4_000_000_000, r"not readable as audio \(.*\): the file looks damaged or cut short")],
+)
+def test_an_absurd_declared_sample_rate_is_refused_saying_what_is_wrong(declared_rate, message):
+    with pytest.raises(AudioError, match=f"odd.wav: .*{message}"):
+        load_audio(wav_declaring_rate(1600, declared_rate), name="odd.wav")
+
+
+def test_a_damaged_or_empty_file_says_what_is_wrong_and_what_to_do(tmp_path):
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    soundfile.write(tmp_path / "whole.flac", 0.3 * np.sin(2 * np.pi * 300 * t), SAMPLE_RATE)
+    (tmp_path / "cut.flac").write_bytes((tmp_path / "whole.flac").read_bytes()[:100])
+    with pytest.raises(AudioError, match=r"cut.flac: not readable as audio \(Internal psf_fseek\(\) failed.\): "
+                                         r"the file looks damaged or cut short; export or download it again"):
+        load_audio(tmp_path / "cut.flac")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty.wav: is empty \(0 bytes\)"):
+        load_audio(tmp_path / "empty.wav")
+    (tmp_path / "notes.txt").write_bytes(b"plain words, not audio")
+    with pytest.raises(AudioError, match=r"notes.txt: not readable as audio \(Format not recognised.\): not a format "
+                                         r"libsndfile reads .*; convert it, e.g. ffmpeg -i \S*notes.txt \S*notes.flac"):
+        load_audio(tmp_path / "notes.txt")
+
+
+@pytest.mark.parametrize("container, suffix", [("mp4", "m4a"), ("adts", "aac")])
+def test_m4a_and_aac_are_named_with_how_to_convert_them(tmp_path, container, suffix):
+    av = pytest.importorskip("av")  # only to write the file; audiograft does not decode these
+    path = tmp_path / f"voice.{suffix}"
+    with av.open(str(path), "w", format=container) as output:
+        stream = output.add_stream("aac", rate=SAMPLE_RATE)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, SAMPLE_RATE), np.float32), format="flt", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            output.mux(packet)
+    with pytest.raises(AudioError, match=f"voice.{suffix}: M4A/AAC audio, which libsndfile cannot decode; convert it "
+                                         rf"first, e.g. ffmpeg -i \S*voice.{suffix} \S*voice.flac"):
+        load_audio(path)
+    with pytest.raises(AudioError, match="upload.bin: M4A/AAC audio"):  # known by its bytes, not its name
+        load_audio(path.read_bytes(), name="upload.bin")
+
+
+@pytest.mark.parametrize(
+    "waveform, cause",
+    [(np.zeros((2, 800), np.float32), r"expected a non-empty 1-D waveform \(16 kHz mono\), got shape \(2, 800\)"),
+     (np.zeros(0, np.float32), r"expected a non-empty 1-D waveform \(16 kHz mono\), got shape \(0,\)"),
+     (np.zeros(800, np.int16), "expected float samples in \\[-1, 1\\], got int16"),
+     (np.full(800, np.inf, np.float32), "holds NaN or infinite samples"),
+     (np.zeros(MIN_SAMPLES - 1, np.float32), "31.9 ms of audio is too short: at least 32 ms is needed"),
+     (np.zeros(3 * SAMPLE_RATE, np.float32), "3.0 s is longer than 2 s")],
+)
+def test_checked_waveform_names_the_clip_and_the_cause(waveform, cause):
+    with pytest.raises(AudioError, match=f"clip 3: {cause}"):
+        checked_waveform(waveform, "clip 3", max_seconds=2.0)
+
+
+def test_checked_waveform_gives_contiguous_float32_and_a_long_clip_is_audio_too_long():
+    waveform = np.zeros((2, MIN_SAMPLES), np.float64)[0]
+    checked = checked_waveform(waveform, "clip")
+    assert checked.dtype == np.float32 and checked.flags.c_contiguous and checked.size == MIN_SAMPLES
+    with pytest.raises(AudioTooLong):
+        checked_waveform(np.zeros(SAMPLE_RATE, np.float32), "clip", max_seconds=0.5)
+
+
+def test_run_on_loaded_runs_the_readable_files_once_and_gives_each_bad_file_its_own_error(tmp_path):
+    soundfile.write(tmp_path / "a.wav", np.full(SAMPLE_RATE, 0.1, np.float32), SAMPLE_RATE)
+    soundfile.write(tmp_path / "b.wav", np.full(SAMPLE_RATE // 2, 0.1, np.float32), SAMPLE_RATE)
+    soundfile.write(tmp_path / "long.wav", np.full(3 * SAMPLE_RATE, 0.1, np.float32), SAMPLE_RATE)
+    calls = []
+
+    def run(waveforms):
+        calls.append([w.size for w in waveforms])
+        return [f"{w.size} samples" for w in waveforms]
+
+    paths = [tmp_path / "a.wav", tmp_path / "gone.wav", tmp_path / "b.wav", tmp_path / "long.wav"]
+    results = run_on_loaded(paths, run, max_seconds=2.0)
+    assert calls == [[SAMPLE_RATE, SAMPLE_RATE // 2]]
+    assert results[0] == "16000 samples" and results[2] == "8000 samples"
+    assert isinstance(results[1], AudioError) and "gone.wav: no such file" in str(results[1])
+    assert isinstance(results[3], AudioTooLong)
+    assert run_on_loaded([tmp_path / "gone.wav"], run)[0].args == results[1].args and len(calls) == 1

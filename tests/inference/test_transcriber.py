@@ -237,6 +237,18 @@ def test_files_are_transcribed_in_order_and_a_bad_file_does_not_stop_the_rest(tr
     assert results[3][1].text == ""
 
 
+def test_a_clip_too_short_for_the_voice_detector_is_named_and_the_good_files_still_run(transcriber, tmp_path):
+    good, blip = tmp_path / "speech.flac", tmp_path / "blip.wav"
+    soundfile.write(good, SPEECH[: 3 * SAMPLE_RATE], SAMPLE_RATE)
+    soundfile.write(blip, SPEECH[: SAMPLE_RATE // 50], SAMPLE_RATE)  # 20 ms
+    results = dict(transcriber.transcribe_files([good, blip], progress=False))
+    assert results[good].segments and results[good].duration == 3.0
+    assert isinstance(results[blip], AudioError)
+    assert str(results[blip]).startswith(f"{blip}: 20 ms of audio is too short")
+    with pytest.raises(AudioError, match="clip 1: 20 ms of audio is too short"):
+        transcriber.transcribe_batch([SILENCE, SPEECH[: SAMPLE_RATE // 50]])
+
+
 def test_chat_holds_every_clip_in_order_across_turns(transcriber, monkeypatch):
     calls = force_answers(monkeypatch, transcriber.model, lambda _: "the second one")
     first, second, third = SPEECH[:SAMPLE_RATE], SPEECH[: 2 * SAMPLE_RATE], SPEECH[: SAMPLE_RATE // 2]

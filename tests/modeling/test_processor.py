@@ -178,7 +178,7 @@ def test_audio_token_counts_from_configs_equal_the_tokens_the_model_makes(
     processor = processor_for(encoder_dir, **config)  # from the configs alone
     assert processor.audio == model.processor.audio
     assert processor.audio.pooling == (2 if encoder == "qwen2_audio" else 1)
-    features, feature_lengths = processor.featurize(make_clips([0.5, 1.37, 2.9, 0.02]))
+    features, feature_lengths = processor.featurize(make_clips([0.5, 1.37, 2.9, 0.04]))
     with torch.no_grad():
         _, token_lengths = model.embed_audio(*model.encode_audio(features, feature_lengths))
     assert processor.audio_token_counts(feature_lengths) == token_lengths.tolist()

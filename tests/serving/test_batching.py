@@ -127,6 +127,29 @@ def test_a_failing_batch_fails_each_of_its_items_and_the_queue_goes_on():
     assert [str(o) for o in outcomes] == ["the device fell over"] * 2 and after == "k:3"
 
 
+def test_a_failing_batch_is_run_again_item_by_item_so_only_the_culprit_fails():
+    async def scenario():
+        calls = []
+
+        def run(items, key):
+            calls.append(list(items))
+            if "poison" in items:
+                raise ValueError("Input audio chunk is too short")
+            return [f"{key}:{item}" for item in items]
+
+        queue = await started(BatchQueue(run, max_batch_size=4, max_wait=0.05))
+        outcomes = await asyncio.gather(*(queue.submit(item, "k") for item in ["a", "poison", "b"]),
+                                        return_exceptions=True)
+        await queue.stop()
+        return calls, outcomes, queue.stats
+
+    calls, outcomes, stats = asyncio.run(scenario())
+    assert calls == [["a", "poison", "b"], ["a"], ["poison"], ["b"]]
+    assert outcomes[0] == "k:a" and outcomes[2] == "k:b"
+    assert isinstance(outcomes[1], ValueError) and str(outcomes[1]) == "Input audio chunk is too short"
+    assert stats == BatchStats(batches=4, items=6, largest=3)
+
+
 def test_submit_needs_a_started_queue_and_bounds_are_checked():
     with pytest.raises(RuntimeError, match="not started"):
         asyncio.run(BatchQueue(Recorder()).submit(1, "k"))

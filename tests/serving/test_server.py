@@ -60,12 +60,14 @@ def fake_transcript(samples: int) -> Transcript:
 class FakeTranscriber:
     """Transcriber's signatures: records each transcribe_batch call; `seconds` makes each call take that long."""
 
-    def __init__(self, seconds: float = 0.0, has_word_aligner: bool = True, fail: bool = False):
+    def __init__(self, seconds: float = 0.0, has_word_aligner: bool = True, fail: bool = False,
+                 poison_samples: int | None = None):
         self.processor = SimpleNamespace(instruction="Transcribe the audio.")
         self.options = SimpleNamespace(task=None)
         self.has_word_aligner = has_word_aligner
         self.seconds = seconds
         self.fail = fail
+        self.poison_samples = poison_samples  # a call holding a clip of this many samples fails, as a whole
         self.calls: list[tuple[list[int], dict]] = []
 
     def transcribe_batch(self, audios, **overrides):
@@ -73,6 +75,8 @@ class FakeTranscriber:
         self.calls.append(([audio.size for audio in audios], overrides))
         if self.fail:
             raise RuntimeError("out of device memory")
+        if any(audio.size == self.poison_samples for audio in audios):
+            raise ValueError("Input audio chunk is too short")
         return [fake_transcript(audio.size) for audio in audios]
 
 
@@ -154,6 +158,7 @@ def test_openai_response_keeps_the_transcripts_language_unless_the_request_names
         ({}, ("empty.wav", b"", "audio/wav"), 400, "file", "empty.wav: is empty"),
         ({}, ("silent.wav", wav_bytes(0.0), "audio/wav"), 400, "file", "silent.wav: contains no samples"),
         ({}, ("nan.wav", nan_wav_bytes(), "audio/wav"), 400, "file", "nan.wav: holds NaN"),
+        ({}, ("blip.wav", wav_bytes(0.02), "audio/wav"), 400, "file", "blip.wav: 20 ms of audio is too short"),
         ({"response_format": "mp3"}, ("clip.wav", None, "audio/wav"), 400, "response_format", "'verbose_json'"),
         ({"timestamp_granularities[]": "sentence"}, ("clip.wav", None, "audio/wav"), 400, "timestamp_granularities[]",
          "'word' or 'segment'"),
@@ -266,11 +271,47 @@ def test_a_full_queue_is_a_503_with_retry_after():
     assert refused.headers["retry-after"] == "1" and refused.json()["error"]["code"] == "queue_full"
 
 
-def test_a_model_failure_is_a_500_in_openais_shape():
-    with TestClient(create_app(FakeTranscriber(fail=True)), raise_server_exceptions=False) as client:
+def test_a_model_failure_is_a_500_saying_only_internal_error_and_logged_once(caplog):
+    # The client raises any exception the app lets out after answering, as uvicorn would log it a third time.
+    with TestClient(create_app(FakeTranscriber(fail=True))) as client:
         response = post(client)
     assert response.status_code == 500
-    assert "out of device memory" in response.json()["error"]["message"]
+    assert response.json()["error"] == {"message": "internal error", "type": "server_error", "param": None,
+                                        "code": None}
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == 1 and "out of device memory" in str(tracebacks[0].exc_info[1])
+
+
+def test_one_clients_bad_clip_fails_no_other_clients_request():
+    poisoned = FakeTranscriber(seconds=0.2, poison_samples=8000)
+    seconds = [1.0, 1.0, 0.5, 1.0, 1.0, 1.0]  # the 0.5 s clip fails any device batch it is in
+    with TestClient(create_app(poisoned, ServerSettings(max_batch_size=8, batch_wait_seconds=0.2))) as client:
+        with ThreadPoolExecutor(len(seconds)) as pool:
+            responses = list(pool.map(lambda s: post(client, file=("clip.wav", wav_bytes(s), "audio/wav")), seconds))
+    assert [r.status_code for r in responses] == [200, 200, 500, 200, 200, 200]
+    assert any(len(sizes) > 1 and 8000 in sizes for sizes, _ in poisoned.calls)  # it did share a batch
+
+
+def test_the_api_docs_need_the_key_when_one_is_set(fake):
+    paths = ["/docs", "/redoc", "/openapi.json"]
+    with TestClient(create_app(fake, ServerSettings(api_key="sesame"))) as client:
+        refused = [client.get(path) for path in paths]
+        allowed = [client.get(path, headers={"Authorization": "Bearer sesame"}) for path in paths]
+    assert [r.status_code for r in refused] == [401] * 3
+    assert [r.status_code for r in allowed] == [200] * 3
+    assert URL in allowed[2].json()["paths"] and "/openapi.json" not in allowed[2].json()["paths"]
+    with TestClient(create_app(fake)) as client:
+        assert [client.get(path).status_code for path in paths] == [200] * 3
+
+
+def test_the_api_key_is_read_from_the_environment(fake, monkeypatch):
+    monkeypatch.setenv("AUDIOGRAFT_API_KEY", "sesame")
+    assert ServerSettings().api_key == "sesame" and ServerSettings(api_key=None).api_key is None
+    with TestClient(create_app(fake)) as client:
+        assert post(client).status_code == 401
+        assert post(client, headers={"Authorization": "Bearer sesame"}).status_code == 200
+    monkeypatch.setenv("AUDIOGRAFT_API_KEY", "")
+    assert ServerSettings().api_key is None
 
 
 def test_concurrent_requests_share_device_batches_and_health_counts_them():
@@ -381,6 +422,20 @@ def test_concurrent_clients_are_served_in_fewer_device_batches(live_server, open
     assert len(set(texts)) == 1 and texts[0]
     assert after["items"] - before["items"] == 6
     assert after["batches"] - before["batches"] < 6
+
+
+def test_a_clip_too_short_is_a_400_and_fails_no_request_batched_with_it(openai_client, clip_path):
+    def transcribe(file):
+        try:
+            return openai_client.audio.transcriptions.create(model="whisper-1", file=file).text
+        except openai.BadRequestError as error:
+            return error
+
+    speech = ("speech.flac", clip_path.read_bytes())
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(transcribe, [speech, ("blip.wav", wav_bytes(0.02)), speech, speech]))
+    assert isinstance(results[1], openai.BadRequestError) and "blip.wav: 20 ms of audio is too short" in str(results[1])
+    assert all(isinstance(text, str) and text for text in results[:1] + results[2:])
 
 
 def test_the_serve_command_passes_its_options_and_defaults_to_serve(monkeypatch):

@@ -1,15 +1,16 @@
-
 import numpy as np
+import pytest
 import soundfile
 import torch
-from conftest import make_clips
+from conftest import make_clips, write_lines
 
-from audiograft.manifest import Utterance
+from audiograft.manifest import ManifestError, Utterance, read_manifest
 from audiograft.training.data import (
     LengthBucketSampler,
     SpecAugment,
     SpeechCollator,
     SpeechDataset,
+    with_existing_audio,
 )
 
 
@@ -25,6 +26,30 @@ def test_dataset_reports_bad_files_without_failing(tmp_path):
     assert good.error is None and good.waveform.shape == (16000,)
     assert bad.waveform is None and "gone.wav: no such file" in bad.error
     assert long.waveform is None and "longer than 30 s" in long.error
+
+
+def test_a_skipped_utterance_is_named_by_its_manifest_line(tmp_path, caplog):
+    soundfile.write(tmp_path / "good.wav", make_clips([1.0])[0], 16000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF not really a wave file")
+    path = write_lines(tmp_path / "m.jsonl", [{"audio": "good.wav", "text": "ok", "duration": 1.0}, "",
+                                              {"audio": "corrupt.wav", "text": "x", "duration": 1.0}])
+    example = SpeechDataset(read_manifest(path))[1]
+    assert example.error.startswith(f"{path}:3: {tmp_path / 'corrupt.wav'}: not readable as audio")
+    assert SpeechCollator(processor=None)([example]) is None
+    assert [record.getMessage() for record in caplog.records] == [f"skipping {example.error}"]
+
+
+def test_missing_audio_files_are_named_in_one_warning_and_left_out(tmp_path, caplog):
+    soundfile.write(tmp_path / "a.wav", make_clips([1.0])[0], 16000)
+    path = write_lines(tmp_path / "m.jsonl", [{"audio": name, "text": "x", "duration": 1.0}
+                                              for name in ["gone.wav", "a.wav", "lost.flac"]])
+    kept = with_existing_audio(read_manifest(path), str(path))
+    assert [u.audio.name for u in kept] == ["a.wav"]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path}: 2 of 3 audio files do not exist; their utterances are left out: "
+        f"line 1 ({tmp_path / 'gone.wav'}), line 3 ({tmp_path / 'lost.flac'})"]
+    with pytest.raises(ManifestError, match=f"{path}: none of its 2 audio files exists"):
+        with_existing_audio(read_manifest(path)[::2], str(path))
 
 
 def test_dataset_augmentation_is_seeded_per_epoch_and_item(tmp_path):

@@ -15,6 +15,7 @@ from conftest import config_for
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
+from audiograft.manifest import ManifestError, Utterance, read_manifest, write_manifest
 from audiograft.modeling.config import LoraSettings
 from audiograft.training.loop import (
     TrainingDiverged,
@@ -103,6 +104,41 @@ def test_nan_loss_stops_with_the_step(base_models, manifest, tmp_path, monkeypat
     monkeypatch.setattr(GraftModel, "forward", forward_that_diverges_on_the_third_batch)
     with pytest.raises(TrainingDiverged, match="loss is nan at step 3"):
         train(config_for(base_models, manifest, tmp_path, max_steps=5))
+
+
+def test_both_manifests_and_their_audio_are_checked_before_a_model_is_loaded(base_models, manifest, tmp_path,
+                                                                              monkeypatch):
+    def no_model(*_):
+        raise AssertionError("a model was loaded before the manifests were checked")
+
+    monkeypatch.setattr("audiograft.training.loop.build_model", no_model)
+    bad_dev = tmp_path / "dev.jsonl"
+    bad_dev.write_text(manifest.read_text().splitlines()[0] + "\n{not json\n")
+    with pytest.raises(ManifestError, match="dev.jsonl:2: not valid JSON"):
+        train(config_for(base_models, manifest, tmp_path, dev_manifest=str(bad_dev)))
+    no_audio = tmp_path / "no_audio.jsonl"
+    no_audio.write_text('{"audio": "gone.wav", "text": "x", "duration": 1.0}\n')
+    with pytest.raises(ManifestError, match="no_audio.jsonl: none of its 1 audio files exists"):
+        train(config_for(base_models, no_audio, tmp_path))
+
+
+def test_a_missing_audio_file_is_warned_about_once_not_every_epoch(base_models, manifest, tmp_path, caplog):
+    utterances = read_manifest(manifest)
+    utterances.insert(3, Utterance(tmp_path / "gone.wav", "lost", 1.0))
+    with_gap = write_manifest(tmp_path / "train.jsonl", utterances)
+    train(config_for(base_models, with_gap, tmp_path / "run", max_steps=9))  # 4 batches an epoch: 3 epochs
+    warnings = [record.getMessage() for record in caplog.records if "gone.wav" in record.getMessage()]
+    assert warnings == [f"{with_gap}: 1 of 13 audio files do not exist; their utterances are left out: "
+                        f"line 4 ({tmp_path / 'gone.wav'})"]
+
+
+def test_training_stops_when_no_utterance_can_be_loaded_instead_of_looping(base_models, tmp_path):
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / name).write_bytes(b"RIFF not really a wave file")
+    unreadable = write_manifest(tmp_path / "train.jsonl", [Utterance(tmp_path / "a.wav", "x", 1.0),
+                                                            Utterance(tmp_path / "b.wav", "y", 1.0)])
+    with pytest.raises(ValueError, match="train.jsonl: no utterance could be loaded in a whole epoch"):
+        train(config_for(base_models, unreadable, tmp_path / "run"))
 
 
 def _launch(config_path, resume=False):

@@ -24,9 +24,11 @@ from silero_vad import get_speech_timestamps_from_probs, load_silero_vad
 
 torch.set_num_threads(_threads)
 
-from audiograft.audio.io import SAMPLE_RATE
+from audiograft.audio.io import MIN_SAMPLES, SAMPLE_RATE
 
-CHUNK_SAMPLES = 512  # Silero's step at 16 kHz: one probability per 32 ms
+# Silero's step at 16 kHz: one probability per 32 ms. The loader owns the number: a clip shorter than one chunk is
+# refused there, by name, since the model refuses it here.
+CHUNK_SAMPLES = MIN_SAMPLES
 # A window is cut in the last part of its span only, so that windows stay long and few.
 CUT_SEARCH_START = 0.5
 

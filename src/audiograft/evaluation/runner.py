@@ -12,7 +12,7 @@ import torch
 from rich.progress import Progress
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from audiograft.audio.io import AudioError, load_audio
+from audiograft.audio.io import AudioError, run_on_loaded
 from audiograft.evaluation.metrics import EvaluationResult, Hypothesis, score
 from audiograft.inference.transcriber import Transcriber, TranscriptionOptions
 from audiograft.inference.transcript import Transcript
@@ -38,26 +38,23 @@ def run_system(
     with Progress(transient=True) as progress:
         task = progress.add_task(description, total=len(order))
         for first in range(0, len(order), batch_size):
-            loaded = []
-            for index in order[first : first + batch_size]:
+            indices = order[first : first + batch_size]
+            outputs = run_on_loaded([utterances[index].audio for index in indices], transcribe, max_seconds)
+            for index, output in zip(indices, outputs):
                 utterance = utterances[index]
                 record = Hypothesis(
                     id=str(index), reference=utterance.text, hypothesis="", duration=utterance.duration,
                     audio=str(utterance.audio), reference_words=utterance.words,
                 )
-                try:
-                    loaded.append((record, load_audio(utterance.audio, max_seconds=max_seconds)))
-                except AudioError as error:
-                    record.error = str(error)
+                if isinstance(output, AudioError):
+                    record.error = str(output)
+                elif isinstance(output, Transcript):
+                    record.hypothesis = output.text
+                    record.words = [word for segment in output.segments for word in segment.words] or None
+                else:
+                    record.hypothesis = output
                 hypotheses[index] = record
-            if loaded:
-                for (record, _), output in zip(loaded, transcribe([waveform for _, waveform in loaded])):
-                    if isinstance(output, Transcript):
-                        record.hypothesis = output.text
-                        record.words = [word for segment in output.segments for word in segment.words] or None
-                    else:
-                        record.hypothesis = output
-            progress.advance(task, len(order[first : first + batch_size]))
+            progress.advance(task, len(indices))
     wall_seconds = time.perf_counter() - start
     return [hypotheses[i] for i in range(len(utterances))], wall_seconds
 

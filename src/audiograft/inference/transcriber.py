@@ -34,7 +34,13 @@ from rich.progress import (
 )
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from audiograft.audio.io import SAMPLE_RATE, AudioError, load_audio
+from audiograft.audio.io import (
+    SAMPLE_RATE,
+    AudioError,
+    checked_waveform,
+    load_audio,
+    run_on_loaded,
+)
 from audiograft.audio.vad import Span, SpeechDetector, plan_windows, speech_regions
 from audiograft.inference.alignment import (
     ConfidenceCalibrator,
@@ -149,7 +155,7 @@ class Transcriber:
         """One file or 16 kHz mono waveform, any length."""
         if isinstance(audio, np.ndarray):
             return self.transcribe_batch([audio], **option_overrides)[0]
-        return self.transcribe_batch([_checked(load_audio(audio), str(audio))], **option_overrides)[0]
+        return self.transcribe_batch([load_audio(audio)], **option_overrides)[0]
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], **option_overrides: Any) -> list[Transcript]:
         """16 kHz mono float waveforms of any length; the windows of all of them are batched together.
@@ -157,7 +163,7 @@ class Transcriber:
         Every clip is checked before any is decoded, so a bad one costs no work (AudioError names it).
         """
         options = self._resolve(option_overrides)
-        waveforms = [_checked(audio, f"clip {index}") for index, audio in enumerate(audios)]
+        waveforms = [checked_waveform(audio, f"clip {index}") for index, audio in enumerate(audios)]
         return self._transcribe(waveforms, options)
 
     def transcribe_files(
@@ -173,13 +179,9 @@ class Transcriber:
             seconds = bar.add_task("audio seconds", total=round(sum(map(_seconds_or_zero, paths))))
             for first in range(0, len(paths), options.batch_size):
                 group = paths[first : first + options.batch_size]
-                results = [_loaded(path) for path in group]
-                readable = [index for index, result in enumerate(results) if isinstance(result, np.ndarray)]
-                transcripts = self._transcribe(
-                    [results[index] for index in readable], options, lambda done: bar.advance(seconds, done)
+                results = run_on_loaded(
+                    group, lambda waveforms: self._transcribe(waveforms, options, lambda done: bar.advance(seconds, done))
                 )
-                for index, transcript in zip(readable, transcripts):
-                    results[index] = transcript
                 yield from zip(group, results)
                 bar.advance(files, len(group))
 
@@ -328,33 +330,11 @@ class Transcriber:
                 for word, (start, end), confidence in zip(answer.words, times, confidences)]
 
 
-def _checked(waveform: np.ndarray, name: str) -> np.ndarray:
-    """A 16 kHz mono float waveform the encoder can take, or an AudioError naming the clip."""
-    waveform = np.asarray(waveform)
-    if waveform.ndim != 1 or waveform.size == 0:
-        raise AudioError(f"{name}: expected a non-empty 1-D waveform (16 kHz mono), got shape {waveform.shape}")
-    if not np.issubdtype(waveform.dtype, np.floating):
-        raise AudioError(f"{name}: expected float samples in [-1, 1], got {waveform.dtype}")
-    if not np.isfinite(waveform).all():
-        raise AudioError(f"{name}: holds NaN or infinite samples")
-    return np.ascontiguousarray(waveform, dtype=np.float32)
-
-
-def _loaded(path: Path) -> np.ndarray | AudioError:
-    try:
-        return _checked(load_audio(path), str(path))
-    except AudioError as error:
-        return error
-
-
 def _clip(audio: str | Path | np.ndarray, name: str, max_seconds: float) -> np.ndarray:
     """A chat clip: a file or a waveform, no longer than one encoder window."""
     if not isinstance(audio, np.ndarray):
-        return _checked(load_audio(audio, max_seconds=max_seconds), str(audio))
-    waveform = _checked(audio, name)
-    if waveform.size > max_seconds * SAMPLE_RATE:
-        raise AudioError(f"{name}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:g} s")
-    return waveform
+        return load_audio(audio, max_seconds=max_seconds)
+    return checked_waveform(audio, name, max_seconds)
 
 
 def _seconds_or_zero(path: Path) -> float:

@@ -26,7 +26,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from transformers import Qwen2AudioEncoderConfig, WhisperConfig, WhisperFeatureExtractor
 
-from audiograft.audio.io import SAMPLE_RATE
+from audiograft.audio.io import SAMPLE_RATE, checked_waveform
 from audiograft.modeling.config import GraftConfig
 from audiograft.modeling.encoders import (
     FEATURE_RATE,
@@ -225,12 +225,8 @@ class GraftProcessor:
         anyway, and a 5 s clip costs a sixth of the log-mel work. Each clip's valid frames are those of 30 s of
         padding. "full" pads every clip to 30 s, whose log-mel of silence Whisper saw in training.
         """
-        max_seconds = self.max_seconds
-        for index, waveform in enumerate(waveforms):
-            if waveform.ndim != 1 or waveform.size == 0:
-                raise ValueError(f"clip {index}: expected a non-empty 1-D waveform, got shape {waveform.shape}")
-            if waveform.size > max_seconds * SAMPLE_RATE:
-                raise ValueError(f"clip {index}: {waveform.size / SAMPLE_RATE:.1f} s is longer than {max_seconds:.0f} s")
+        waveforms = [checked_waveform(waveform, f"clip {index}", self.max_seconds)
+                     for index, waveform in enumerate(waveforms)]
         hop = self.feature_extractor.hop_length
         longest = max(waveform.size for waveform in waveforms)
         # Trimmed: half a window of silence after the longest clip, so that every clip's last frames see zeros past

@@ -7,7 +7,8 @@ queue's own thread, so the event loop goes on accepting work meanwhile. One thre
 device runs one batch at a time anyway, and the model's allocations stay in one thread's allocator arena
 instead of being spread over a shared pool's (the server's peak memory in its load test: 3.7 GB on asyncio's
 pool, 2.0 GB on one thread; benchmarks/RESULTS.md). While a call runs, new items pile up and
-the next call starts at once with all of them: the wait costs latency only when the device was idle.
+the next call starts at once with all of them: the wait costs latency only when the device was idle. A call
+that fails is made again for each of its items alone, so one item's failure is never another's.
 
 Admitted work is bounded twice, counting waiting and running items: at most `max_depth` items, and at most
 `max_cost` of their summed costs (a server makes the cost an item's audio seconds, so that the memory its
@@ -114,7 +115,8 @@ class BatchQueue(Generic[Item, Key, Result]):
     async def submit(self, item: Item, key: Key, cost: float = 0.0) -> Result:
         """The item's result once its batch has run; cancelling the caller abandons the item.
 
-        An error raised by `run_batch` is raised here, for every item of that batch.
+        An error raised by `run_batch` is raised here, for the item that causes it alone: a failed batch is run
+        again item by item.
         """
         if self._worker is None:
             raise RuntimeError("the batch queue is not started")
@@ -158,23 +160,49 @@ class BatchQueue(Generic[Item, Key, Result]):
                 await self._run(batch, head.key)
 
     async def _run(self, batch: list[_Pending], key: Hashable) -> None:
+        """Runs the batch in one call; if that fails, each of its items in a call of its own, so that a failure
+        reaches only the item that causes it and no item can fail the others batched with it."""
         self._running = batch
+        try:
+            try:
+                self._answer(batch, await self._call(batch, key))
+            except Exception as error:
+                if len(batch) == 1:
+                    self._fail(batch[0], error)
+                    return
+                # The traceback is the failing item's to report, once, when it fails alone.
+                logger.warning("a batch of %d failed (%s: %s); running its items one at a time",
+                               len(batch), type(error).__name__, error)
+                for pending in batch:
+                    if pending.future.done():  # abandoned meanwhile
+                        continue
+                    try:
+                        self._answer([pending], await self._call([pending], key))
+                    except Exception as alone:
+                        self._fail(pending, alone)
+        finally:
+            self._running = []
+
+    async def _call(self, batch: list[_Pending], key: Hashable) -> Sequence[Any]:
+        """One run_batch call on the queue's thread, counted in the stats."""
         try:
             loop = asyncio.get_running_loop()
             results = await loop.run_in_executor(self._device_thread, self.run_batch, [p.item for p in batch], key)
-            if len(results) != len(batch):
-                raise RuntimeError(f"run_batch gave {len(results)} results for {len(batch)} items")
-        except Exception as error:
-            logger.exception("a batch of %d failed", len(batch))
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
-        else:
-            for pending, result in zip(batch, results):
-                if not pending.future.done():
-                    pending.future.set_result(result)
         finally:
-            self._running = []
             self.stats.batches += 1
             self.stats.items += len(batch)
             self.stats.largest = max(self.stats.largest, len(batch))
+        if len(results) != len(batch):
+            raise RuntimeError(f"run_batch gave {len(results)} results for {len(batch)} items")
+        return results
+
+    @staticmethod
+    def _answer(batch: list[_Pending], results: Sequence[Any]) -> None:
+        for pending, result in zip(batch, results):
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+    @staticmethod
+    def _fail(pending: _Pending, error: Exception) -> None:
+        if not pending.future.done():
+            pending.future.set_exception(error)

@@ -23,7 +23,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import uvicorn
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
@@ -145,8 +146,40 @@ class UploadLimit:
         await self.app(scope, limited_receive, send)
 
 
-def create_app(transcriber: Transcriber, settings: ServerSettings = ServerSettings()) -> FastAPI:
-    """The server's app around a ready Transcriber; its batch queue runs while the app is running."""
+class InternalErrors:
+    """A failure no handler answers becomes a 500 that says only "internal error", its traceback logged once here.
+
+    Starlette's own last resort would also re-raise it to the server, which logs it again.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except Exception:
+            logger.exception("%s %s failed", scope["method"], scope["path"])
+            if not started:
+                await error_response(ApiError(500, "internal error"))(scope, receive, send)
+
+
+def create_app(transcriber: Transcriber, settings: ServerSettings | None = None) -> FastAPI:
+    """The server's app around a ready Transcriber; its batch queue runs while the app is running.
+
+    `settings` default to ServerSettings(), which reads the API key from $AUDIOGRAFT_API_KEY.
+    """
+    settings = settings or ServerSettings()
     queue = BatchQueue(
         lambda audios, options: transcriber.transcribe_batch(audios, **dict(options)),
         max_batch_size=settings.max_batch_size,
@@ -161,13 +194,14 @@ def create_app(transcriber: Transcriber, settings: ServerSettings = ServerSettin
         yield
         await queue.stop()
 
-    app = FastAPI(title="audiograft", lifespan=lifespan)
+    # The API docs are routes of their own below, behind the API key like the API they describe.
+    app = FastAPI(title="audiograft", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(InternalErrors)
     app.add_exception_handler(ApiError, lambda _, error: error_response(error))
     app.add_exception_handler(
         HTTPException, lambda _, error: error_response(ApiError(error.status_code, error.detail, headers=error.headers))
     )
-    app.add_exception_handler(Exception, _internal_error)
 
     def require_api_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         if settings.api_key is None:
@@ -176,6 +210,18 @@ def create_app(transcriber: Transcriber, settings: ServerSettings = ServerSettin
             raise ApiError(401, "no API key: send it as the header 'Authorization: Bearer <key>'", code="invalid_api_key")
         if not secrets.compare_digest(credentials.credentials.encode(), settings.api_key.encode()):
             raise ApiError(401, "incorrect API key", code="invalid_api_key")
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_api_key)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_api_key)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="audiograft")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[Depends(require_api_key)])
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="audiograft")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -267,14 +313,10 @@ async def _decoded(upload: UploadFile, max_seconds: float) -> np.ndarray:
         raise ApiError(400, str(error), param="file", code="invalid_audio") from error
 
 
-async def _internal_error(_: Request, error: Exception) -> JSONResponse:
-    logger.error("request failed", exc_info=error)
-    return error_response(ApiError(500, f"the server failed: {type(error).__name__}: {error}"))
-
-
 def serve(model: str = "default", host: str = "127.0.0.1", port: int = 8000, device: str = "cpu",
-          settings: ServerSettings = ServerSettings()) -> None:
-    """Load the model and serve it until interrupted."""
+          settings: ServerSettings | None = None) -> None:
+    """Load the model and serve it until interrupted (`settings` default as in create_app)."""
+    settings = settings or ServerSettings()
     transcriber = Transcriber(model, device, TranscriptionOptions(batch_size=settings.max_batch_size))
     # Connections past the queue's depth (plus a margin for /health and uploads under way) get uvicorn's 503,
     # so that open uploads, each spooled with up to 1 MB in memory, are bounded too.

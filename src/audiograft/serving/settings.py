@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+
+# Where ServerSettings finds the API key by default, so that it need not be on the command line (visible in ps).
+API_KEY_VARIABLE = "AUDIOGRAFT_API_KEY"
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     model_name: str = "default"  # what /health reports
-    api_key: str | None = None  # when set, every /v1 request needs "Authorization: Bearer <key>"
+    # When set, every /v1 request and the API docs need "Authorization: Bearer <key>"; by default $AUDIOGRAFT_API_KEY.
+    api_key: str | None = field(default_factory=lambda: os.environ.get(API_KEY_VARIABLE) or None)
     use_prompt: bool = False  # add a request's `prompt` to the instruction (PROMPT_CONTEXT); else it is ignored
     max_batch_size: int = 8  # requests decoded in one device batch
     batch_wait_seconds: float = 0.01  # how long an idle device waits for companions of a new request

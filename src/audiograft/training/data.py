@@ -6,6 +6,7 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from safetensors import SafetensorError
 from torch.utils.data import Dataset, Sampler
 
 from audiograft.audio.io import AudioError, load_audio
-from audiograft.manifest import Utterance
+from audiograft.manifest import ManifestError, Utterance
 from audiograft.modeling.processor import GraftProcessor
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,22 @@ class Example:
     error: str | None = None
     seed_key: tuple[int, ...] = ()
     encoded: tuple[torch.Tensor, int] | None = None  # cached encoder frames and log-mel length, instead of audio
+
+
+def with_existing_audio(utterances: Sequence[Utterance], manifest: str) -> list[Utterance]:
+    """The utterances whose audio file exists. Checked once, before training: the missing ones are named in one
+    warning and left out, rather than warned about in every epoch; if none exists, ManifestError."""
+    exists = [Path(u.audio).is_file() for u in utterances]
+    missing = [u for u, present in zip(utterances, exists) if not present]
+    if missing and len(missing) == len(utterances):
+        raise ManifestError(f"{manifest}: none of its {len(utterances)} audio files exists (the first: "
+                            f"{missing[0].audio}); audio paths are relative to the manifest's directory")
+    if missing:
+        listed = ", ".join(f"line {u.source.rsplit(':', 1)[-1]} ({u.audio})" if u.source else str(u.audio)
+                           for u in missing)
+        logger.warning("%s: %d of %d audio files do not exist; their utterances are left out: %s",
+                       manifest, len(missing), len(utterances), listed)
+    return [u for u, present in zip(utterances, exists) if present]
 
 
 class SpeechDataset(Dataset):
@@ -74,14 +91,20 @@ class SpeechDataset(Dataset):
                 return Example(index, utterance.text, seed_key=seed_key, encoded=self.encoder_cache.load(utterance.audio))
             except (OSError, SafetensorError) as error:
                 # The cache was filled before training: a miss is a file that is unreadable or changed since.
-                return Example(index, utterance.text, error=f"{utterance.audio}: not in the encoder cache ({error})")
+                return Example(index, utterance.text,
+                               error=self._named(utterance, f"{utterance.audio}: not in the encoder cache ({error})"))
         try:
             waveform = load_audio(utterance.audio, max_seconds=self.max_seconds)
         except AudioError as error:
-            return Example(index, utterance.text, error=str(error), seed_key=seed_key)
+            return Example(index, utterance.text, error=self._named(utterance, str(error)), seed_key=seed_key)
         if self.augment is not None:
             waveform = self.augment(waveform, np.random.default_rng(seed_key))
         return Example(index, utterance.text, waveform, seed_key=seed_key)
+
+    @staticmethod
+    def _named(utterance: Utterance, error: str) -> str:
+        """The error, after the manifest line it came from where that is known."""
+        return f"{utterance.source}: {error}" if utterance.source else error
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -204,7 +227,7 @@ class SpeechCollator:
         usable = []
         for example in examples:
             if example.error is not None:
-                logger.warning("skipping utterance %d: %s", example.index, example.error)
+                logger.warning("skipping %s", example.error)
             else:
                 usable.append(example)
         if not usable:

@@ -17,7 +17,7 @@ import torch
 from rich.progress import Progress
 from safetensors.torch import load_file, save_file
 
-from audiograft.audio.io import AudioError, load_audio
+from audiograft.audio.io import AudioError, run_on_loaded
 from audiograft.files import atomic_path
 from audiograft.manifest import Utterance
 from audiograft.modeling.encoders import AudioEncoder
@@ -64,19 +64,16 @@ class EncoderCache:
         with Progress(transient=True) as progress:
             task = progress.add_task("caching encoder output", total=len(missing))
             for start in range(0, len(missing), batch_size):
-                loaded = []
-                for utterance in missing[start : start + batch_size]:
-                    try:
-                        loaded.append((utterance, load_audio(utterance.audio, max_seconds=self.processor.max_seconds)))
-                    except AudioError as error:
-                        logger.warning("not cached: %s", error)
-                if loaded:
-                    device = next(self.encoder.parameters()).device
-                    features = self.processor.featurize([waveform for _, waveform in loaded], device)
-                    encoded = self.encoder.encode_clips(*features)
-                    for (utterance, _), (frames, feature_length) in zip(loaded, encoded):
-                        self._write(utterance.audio, frames, feature_length)
-                progress.advance(task, len(missing[start : start + batch_size]))
+                batch = missing[start : start + batch_size]
+                device = next(self.encoder.parameters()).device
+                encoded = run_on_loaded([u.audio for u in batch], lambda waveforms: self.encoder.encode_clips(
+                    *self.processor.featurize(waveforms, device)), self.processor.max_seconds)
+                for utterance, result in zip(batch, encoded):
+                    if isinstance(result, AudioError):
+                        logger.warning("not cached: %s", result)
+                    else:
+                        self._write(utterance.audio, *result)
+                progress.advance(task, len(batch))
         return len(missing)
 
     def _write(self, audio: Path, frames: torch.Tensor, feature_length: int) -> None:

@@ -28,7 +28,7 @@ from transformers import get_cosine_schedule_with_warmup
 from audiograft.audio.augment import Augmentation
 from audiograft.evaluation.runner import evaluate_model
 from audiograft.files import atomic_path
-from audiograft.manifest import read_manifest
+from audiograft.manifest import Utterance, read_manifest
 from audiograft.modeling.config import GraftConfig, LoraSettings
 from audiograft.modeling.model import GraftModel
 from audiograft.training.data import (
@@ -36,6 +36,7 @@ from audiograft.training.data import (
     SpecAugment,
     SpeechCollator,
     SpeechDataset,
+    with_existing_audio,
 )
 from audiograft.training.encoder_cache import EncoderCache
 
@@ -175,12 +176,16 @@ def _shard_like(full: torch.Tensor, parameter: torch.Tensor) -> torch.Tensor:
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) one training stage; returns the directory of the final saved graft."""
+    # Both manifests, and that their audio exists, are checked before any model loads: a bad line costs no waiting.
+    utterances = with_existing_audio(read_manifest(config.train_manifest), config.train_manifest)
+    dev_utterances = []
+    if config.dev_manifest:
+        dev_utterances = with_existing_audio(read_manifest(config.dev_manifest), config.dev_manifest)
     accelerator = make_accelerator(config)
     output_dir = Path(config.output_dir)
     torch.manual_seed(config.seed)
     model = build_model(config, accelerator)
 
-    utterances = read_manifest(config.train_manifest)
     cache = None
     if config.encoder_cache:
         cache = EncoderCache(config.encoder_cache, model.encoder, model.processor, model.config.encoder)
@@ -238,6 +243,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         sampler.set_epoch(progress["epoch"])
         dataset.set_epoch(progress["epoch"])
         sampler.skip = progress["batches_done"]
+        whole_epoch, usable_batches = progress["batches_done"] == 0, 0
         for batch in loader:
             if saved_rng is not None:
                 # Starting a loader draws from the global RNG; restore after the first batch, as the
@@ -247,6 +253,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             progress["batches_done"] += 1
             if batch is None:
                 continue
+            usable_batches += 1
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 if not torch.isfinite(loss):
@@ -269,7 +276,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 log.write(step, epoch=progress["epoch"], loss=loss.item(), lr=scheduler.get_last_lr()[0],
                           grad_norm=float(grad_norm), **window.rates(accelerator.num_processes))
             if evaluating and step % config.eval_every == 0:
-                log.write(step, dev_wer=dev_wer(graft, config))
+                log.write(step, dev_wer=dev_wer(graft, dev_utterances[: config.eval_utterances], config.batch_size))
                 model.train()
                 graft.encoder.eval()
             if step % config.save_every == 0 and step < config.max_steps:
@@ -277,6 +284,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             if step >= config.max_steps:
                 break
         else:
+            if whole_epoch and not usable_batches:
+                # Every utterance was skipped (the warnings name each): another epoch would skip them again, forever.
+                raise ValueError(f"{config.train_manifest}: no utterance could be loaded in a whole epoch; stopping")
             progress["epoch"] += 1
             progress["batches_done"] = 0
 
@@ -289,11 +299,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     return final
 
 
-def dev_wer(model: GraftModel, config: TrainConfig) -> float:
-    """Corpus WER on the first `eval_utterances` dev utterances, through the evaluation code."""
-    utterances = read_manifest(config.dev_manifest)[: config.eval_utterances]
+def dev_wer(model: GraftModel, utterances: list[Utterance], batch_size: int) -> float:
+    """Corpus WER on dev utterances, through the evaluation code."""
     model.eval()
-    return evaluate_model(model, utterances, batch_size=config.batch_size).wer
+    return evaluate_model(model, utterances, batch_size=batch_size).wer
 
 
 class Throughput:
