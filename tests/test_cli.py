@@ -48,6 +48,20 @@ def test_init_transcribe_and_merge(base_models, tmp_path):
     assert (tmp_path / "merged" / "llm" / "config.json").is_file()
 
 
+
+def test_transcribe_names_a_blip_and_still_transcribes_the_good_file(base_models, tmp_path):
+    # A 20 ms WAV once passed the loader and failed the whole batch inside the voice detector: the good file was lost.
+    graft_dir = tmp_path / "graft"
+    runner.invoke(app, ["init", str(graft_dir), "--encoder", str(base_models["whisper"]), "--llm", str(base_models["qwen2"])])
+    good, blip = tmp_path / "good.flac", tmp_path / "blip.wav"
+    soundfile.write(good, load_audio(Path(__file__).parents[1] / "examples" / "jfk.flac")[: 16000 * 3], 16000)
+    soundfile.write(blip, make_clips([0.02])[0], 16000)
+    result = runner.invoke(app, ["transcribe", str(good), str(blip), "--model", str(graft_dir)])
+    assert result.exit_code == 1
+    assert "blip.wav: 20 ms of audio is too short" in result.output
+    assert [line.split("\t")[0] for line in result.stdout.splitlines() if "\t" in line] == [str(good)]
+    assert "Traceback" not in result.output
+
 def test_init_needs_both_bases():
     result = runner.invoke(app, ["init", "out", "--encoder", "openai/whisper-base"])
     assert result.exit_code != 0
