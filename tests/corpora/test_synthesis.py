@@ -10,19 +10,14 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from audiograft.corpora import synthesis
-from audiograft.corpora.synthesis import (
-    Voice,
-    align_words,
-    build_corpus,
-    normalise_sentence,
-)
-from audiograft.manifest import Word
+from audiograft.corpora import engines, synthesis, texts
+from audiograft.corpora.engines import Voice
+from audiograft.corpora.synthesis import build_corpus
 
 UTTERANCES = 12
 
 requires_engine = pytest.mark.skipif(
-    not any(engine.is_installed() for engine in synthesis.ENGINES), reason="no TTS engine installed"
+    not any(engine.is_installed() for engine in engines.ENGINES), reason="no TTS engine installed"
 )
 
 
@@ -32,7 +27,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def voices() -> list[Voice]:
-    found = synthesis.available_voices()
+    found = engines.available_voices()
     if len(found) < 2:
         pytest.skip("holding voices out needs at least two installed voices")
     return found
@@ -47,27 +42,6 @@ def corpus(tmp_path_factory, voices) -> Path:
     assert summary.failed == 0
     assert sum(summary.utterances.values()) == UTTERANCES
     return out_dir
-
-
-def test_normalise_sentence_keeps_plain_sentences_and_drops_unreadable_ones():
-    assert normalise_sentence("the ship was  grounded by the storm") == "The ship was grounded by the storm."
-    assert normalise_sentence("And the LORD said unto Moses, Go in.") == "And the Lord said unto Moses, Go in."
-    assert normalise_sentence("-v is read as an option by the engines") is None
-    assert normalise_sentence("he paid 30 dollars for the old book") is None
-    assert normalise_sentence("too short here") is None
-    assert normalise_sentence(" ".join(["word"] * 30)) is None
-
-
-def test_align_words_splits_a_merged_phoneme_group_at_the_phoneme_boundary():
-    # "in the" spoken as one group "ɪnðə", as espeak-ng phonemises it; Piper times stress marks.
-    timed = [("ɪ", 0.0, 0.1), ("n", 0.1, 0.2), ("ð", 0.2, 0.3), ("ə", 0.3, 0.4), (" ", 0.4, 0.45)]
-    timed += [("ˈ", 0.45, 0.5), ("ɛnd", 0.5, 0.9)]
-    words = align_words(["In", "the", "end."], ["ˈɪn", "ðə", "ˈɛnd"], timed)
-    assert words == [Word("In", 0.0, 0.2), Word("the", 0.2, 0.4), Word("end", 0.45, 0.9)]
-
-
-def test_align_words_refuses_phonemes_that_do_not_match():
-    assert align_words(["cat"], ["kæt"], [("d", 0.0, 0.1), ("ɔ", 0.1, 0.2), ("ɡ", 0.2, 0.3)]) is None
 
 
 def test_plan_is_reproducible_and_held_out_by_voice_and_sentence(voices):
@@ -107,7 +81,7 @@ def test_splits_are_disjoint_by_voice_and_sentence(corpus):
 
 @requires_engine
 def test_same_seed_gives_the_same_assignment(corpus, voices):
-    plan = synthesis.plan_corpus(UTTERANCES, voices, synthesis.load_sentences(), seed=3, test_fraction=0.25)
+    plan = synthesis.plan_corpus(UTTERANCES, voices, texts.load_sentences(), seed=3, test_fraction=0.25)
     records = read_jsonl(corpus / "manifest.jsonl")
     assert [(r["text"], r["speaker"], r["rate"], r["pitch"]) for r in records] == [
         (u.text, u.voice.id, u.rate, u.pitch) for u in plan
