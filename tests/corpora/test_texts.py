@@ -1,6 +1,33 @@
-"""Text sources of the synthetic corpus."""
+"""Text sources of the synthetic corpus: registers, licences, word limits and spoken forms."""
 
-from audiograft.corpora.texts import normalise_sentence
+import datetime
+import re
+
+import pytest
+
+from audiograft.corpora import everyday, texts
+from audiograft.corpora.everyday import (
+    spoken_date,
+    spoken_digits,
+    spoken_in_pairs,
+    spoken_money,
+    spoken_number,
+    spoken_ordinal,
+    spoken_time,
+)
+from audiograft.corpora.texts import (
+    DEFAULT_MIX,
+    TEXT_SOURCES,
+    WORD_LIMITS,
+    TextSource,
+    kjv_passages,
+    load_texts,
+    normalise_sentence,
+    source_weights,
+)
+
+# What every engine reads the same way: letters, spaces and plain punctuation, no digits or symbols.
+PLAIN = re.compile(r"[A-Za-z ,.;:'?!-]+")
 
 
 def test_normalise_sentence_keeps_plain_sentences_and_drops_unreadable_ones():
@@ -10,3 +37,119 @@ def test_normalise_sentence_keeps_plain_sentences_and_drops_unreadable_ones():
     assert normalise_sentence("he paid 30 dollars for the old book") is None
     assert normalise_sentence("too short here") is None
     assert normalise_sentence(" ".join(["word"] * 30)) is None
+
+
+def test_normalise_sentence_applies_the_word_limits_it_is_given():
+    assert normalise_sentence("yes", WORD_LIMITS["short"]) == "Yes."
+    assert normalise_sentence("no thanks!", WORD_LIMITS["short"]) == "No thanks!"
+    assert normalise_sentence("turn the kitchen lights off", WORD_LIMITS["short"]) is None
+    assert normalise_sentence("Hi. It is me. " * 10, WORD_LIMITS["long"]) == ("Hi. It is me. " * 10).strip()
+    assert normalise_sentence("$12.50 please", WORD_LIMITS["short"]) is None
+
+
+def test_numbers_are_spelled_as_they_are_said():
+    assert spoken_number(1234) == "one thousand two hundred thirty-four"
+    assert spoken_number(-5) == "minus five"
+    assert spoken_ordinal(3) == "third" and spoken_ordinal(21) == "twenty-first"
+    assert [spoken_in_pairs(n) for n in (1984, 1905, 1900, 2000, 2005, 2019, 2010, 405, 1234, 17)] == [
+        "nineteen eighty-four", "nineteen oh five", "nineteen hundred", "two thousand", "two thousand five",
+        "twenty nineteen", "twenty ten", "four oh five", "twelve thirty-four", "seventeen",
+    ]
+
+
+def test_times_are_spelled_as_they_are_said():
+    assert spoken_time(3, 45) == "three forty-five"
+    assert spoken_time(15, 45) == "three forty-five"
+    assert spoken_time(15, 45, day_part=True) == "three forty-five in the afternoon"
+    assert spoken_time(9, 5, day_part=True) == "nine oh five in the morning"
+    assert spoken_time(22, 0, day_part=True) == "ten o'clock at night"
+    assert spoken_time(12, 0) == "noon" and spoken_time(0, 0, day_part=True) == "midnight"
+    assert spoken_time(15, 45, style="past") == "quarter to four"
+    assert spoken_time(23, 45, style="past") == "quarter to twelve"
+    assert spoken_time(15, 30, style="past") == "half past three"
+    assert spoken_time(3, 10, style="past") == "ten past three"
+    assert spoken_time(3, 12, style="past") == "three twelve"
+    with pytest.raises(ValueError, match="24:00"):
+        spoken_time(24, 0)
+
+
+def test_dates_money_and_phone_numbers_are_spelled_as_they_are_said():
+    march_third = datetime.date(2019, 3, 3)
+    assert spoken_date(march_third) == "March third"
+    assert spoken_date(march_third, style="day_of_month") == "the third of March"
+    assert spoken_date(march_third, year=True) == "March third, twenty nineteen"
+    assert spoken_money(1250) == "twelve dollars and fifty cents"
+    assert spoken_money(100) == "one dollar"
+    assert spoken_money(101) == "one dollar and one cent"
+    assert spoken_money(5) == "five cents"
+    assert spoken_money(250, "pound") == "two pounds and fifty pence"
+    assert spoken_digits("555-0142") == "five five five, oh one four two"
+    assert spoken_digits("(212) 555-0100", zero="zero") == "two one two, five five five, zero one zero zero"
+    with pytest.raises(ValueError, match="no digits"):
+        spoken_digits("call me")
+
+
+def test_every_source_names_its_register_and_licence():
+    assert len({source.name for source in TEXT_SOURCES}) == len(TEXT_SOURCES)
+    assert {source.register for source in TEXT_SOURCES} == WORD_LIMITS.keys() == DEFAULT_MIX.keys()
+    assert all(source.licence for source in TEXT_SOURCES)
+    assert all(weight > 0 for weight in DEFAULT_MIX.values())
+
+
+def test_every_register_yields_plain_words_within_its_limits(monkeypatch):
+    monkeypatch.setattr(texts, "GENERATED_DRAWS", 300)
+    loaded = load_texts()
+    register_of = {source.name: source.register for source in TEXT_SOURCES}
+    # Every register but the written one is generated, so present whatever Debian packages are installed.
+    assert WORD_LIMITS.keys() - {"written"} <= {register_of[name] for name in loaded}
+    for name, items in loaded.items():
+        limits = WORD_LIMITS[register_of[name]]
+        assert items, name
+        assert all(PLAIN.fullmatch(text) for text in items), [t for t in items if not PLAIN.fullmatch(t)][:3]
+        assert all(len(text.split()) in limits for text in items), name
+
+
+@pytest.mark.parametrize(
+    "generator", [everyday.dialogue, everyday.commands, everyday.numbers, everyday.short_phrases,
+                  everyday.short_values, everyday.messages],
+)
+def test_generators_write_no_digit_or_symbol_and_repeat_with_their_seed(generator):
+    drawn = generator(7, 200)
+    assert drawn == generator(7, 200) and drawn != generator(8, 200)
+    assert all(PLAIN.fullmatch(text) for text in drawn), [t for t in drawn if not PLAIN.fullmatch(t)][:3]
+
+
+def test_generated_numbers_are_said_in_words():
+    drawn = " ".join(everyday.numbers(0, 300))
+    assert re.search(r"\bfive five five, (oh|zero) one\b", drawn)  # phone numbers, digit by digit
+    assert re.search(r"\b(dollars?|cents?)\b", drawn) and re.search(r"\bpercent\b", drawn)
+
+
+def test_load_texts_keeps_each_text_once_within_its_register_limits():
+    sources = (
+        TextSource("answers", "short", "ours", lambda: ["yes", "Yes!", "no thanks", "turn it off now please"]),
+        TextSource("questions", "dialogue", "ours", lambda: ["no thanks.", "where are we meeting?"]),
+        TextSource("unused", "written", "ours", lambda: ["This is never read at all."]),
+    )
+    mix = {"short": 1.0, "dialogue": 1.0}
+    assert load_texts(sources, mix) == {"answers": ["No thanks.", "Yes."], "questions": ["Where are we meeting?"]}
+    with pytest.raises(RuntimeError, match="no text source"):
+        load_texts(sources[2:], mix)
+
+
+def test_source_weights_split_each_register_between_its_sources():
+    weights = source_weights(["kjv", "wordnet", "numbers"])
+    assert weights == {"kjv": DEFAULT_MIX["written"] / 2, "wordnet": DEFAULT_MIX["written"] / 2,
+                       "numbers": DEFAULT_MIX["numbers"]}
+    with pytest.raises(ValueError, match="unknown text sources"):
+        source_weights(["kjv", "novels"])
+
+
+def test_kjv_passages_join_whole_consecutive_verses_of_one_chapter(monkeypatch):
+    ten_words = "And he went up into the mountain to pray alone."
+    chapters = ((ten_words,) * 5 + ("Verse 12 has a digit.",) + (ten_words,) * 2, (ten_words,) * 9)
+    monkeypatch.setattr(texts, "_kjv_chapters", lambda: chapters)
+    passages = kjv_passages(range(20, 41))
+    # Four verses fill a passage; the unreadable verse ends a run; a run never crosses a chapter.
+    assert [len(p.split()) for p in passages] == [40, 20, 40, 40]
+    assert all(PLAIN.fullmatch(p) for p in passages)

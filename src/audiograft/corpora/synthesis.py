@@ -1,8 +1,8 @@
 """A reproducible multi-voice synthetic English speech corpus from offline TTS engines.
 
 Each engine is one small class; engines that are not installed are skipped with a warning
-(scripts/install_tts.sh installs them all on Debian). Sentences come from public-domain text
-that Debian ships (the King James Bible, WordNet's example sentences). Utterances are held out
+(scripts/install_tts.sh installs them all on Debian). Text comes in several registers, from
+public-domain text that Debian ships and from our own grammars (audiograft.corpora.texts). Utterances are held out
 by voice and by sentence, so the test split measures generalisation to unseen speakers and
 unseen text. No augmentation is baked in: training applies it on the fly.
 """
@@ -16,7 +16,9 @@ import math
 import multiprocessing
 import os
 import time
+import zlib
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ from rich.progress import (
 
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.corpora.engines import Voice, available_voices, engine_named
-from audiograft.corpora.texts import load_sentences
+from audiograft.corpora.texts import load_texts, source_weights
 from audiograft.files import atomic_path
 from audiograft.manifest import parse_record, write_manifest
 
@@ -98,42 +100,72 @@ def split_voices(voices: list[Voice], test_fraction: float, seed: int) -> dict[s
     return {"train": [v for v in voices if v not in held_out], "test": sorted(test, key=lambda v: v.id)}
 
 
-def plan_corpus(
-    utterances: int, voices: list[Voice], sentences: list[str], seed: int, test_fraction: float
-) -> list[Utterance]:
-    """The full, deterministic assignment of sentence, voice, rate and pitch to each utterance.
+def hold_out_texts(
+    texts: Mapping[str, Sequence[str]], seed: int, test_fraction: float
+) -> dict[str, dict[str, list[str]]]:
+    """Each pool's texts, shuffled and cut in two: about test_fraction of them (at least one) for test only."""
+    split_pools: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS}
+    for name, pool in texts.items():
+        order = np.random.default_rng([seed, 0, zlib.crc32(name.encode())]).permutation(len(pool))
+        held_out = max(1, round(test_fraction * len(pool))) if test_fraction > 0 else 0
+        split_pools["test"][name] = [pool[i] for i in order[:held_out]]
+        split_pools["train"][name] = [pool[i] for i in order[held_out:]]
+    return split_pools
 
-    Utterance i depends only on the seed, i and the installed voices and text, never on the
-    requested count, so growing a corpus keeps every utterance already made.
+
+def plan_corpus(
+    utterances: int,
+    voices: list[Voice],
+    texts: Mapping[str, Sequence[str]],
+    seed: int,
+    test_fraction: float,
+    weights: Mapping[str, float] | None = None,
+) -> list[Utterance]:
+    """The full, deterministic assignment of text, voice, rate and pitch to each utterance.
+
+    texts are named pools (texts.load_texts: one per source); each utterance draws a pool with the given
+    weights (equal when None), then the pool's next text. Utterance i depends only on the seed, i and the
+    installed voices and text, never on the requested count, so growing a corpus keeps every utterance
+    already made.
     """
-    order = np.random.default_rng([seed, 0]).permutation(len(sentences))
-    test_sentences = max(1, round(test_fraction * len(sentences))) if test_fraction > 0 else 0
-    pools = {
-        "test": [sentences[i] for i in order[:test_sentences]],
-        "train": [sentences[i] for i in order[test_sentences:]],
-    }
+    pools = hold_out_texts(texts, seed, test_fraction)
+    drawn_splits = SPLITS if test_fraction > 0 else ("train",)
+    pool_choices = {split: _pool_choice(split, pools[split], weights) for split in drawn_splits}
     split_voice_lists = split_voices(voices, test_fraction, seed)
-    weights = {
+    voice_weights = {
         split: np.array([v.weight for v in vs]) / sum(v.weight for v in vs) if vs else None
         for split, vs in split_voice_lists.items()
     }
-    used = {"train": 0, "test": 0}
+    used: dict[tuple[str, str], int] = defaultdict(int)
     plan = []
     for index in range(utterances):
         # Every 1/test_fraction-th utterance is a test one: exact proportions at any prefix.
         is_test = math.floor((index + 1) * test_fraction) > math.floor(index * test_fraction)
         split = "test" if is_test else "train"
-        pool = pools[split]
-        text = pool[used[split] % len(pool)]
-        used[split] += 1
+        names, probabilities = pool_choices[split]
+        name = names[np.random.default_rng([seed, 3, index]).choice(len(names), p=probabilities)]
+        pool = pools[split][name]
+        text = pool[used[split, name] % len(pool)]
+        used[split, name] += 1
         rng = np.random.default_rng([seed, 2, index])
         candidates = split_voice_lists[split]
-        voice = candidates[rng.choice(len(candidates), p=weights[split])]
+        voice = candidates[rng.choice(len(candidates), p=voice_weights[split])]
         rate = round(float(rng.uniform(*RATE_RANGE)), 3)
         pitch = round(float(rng.uniform(*PITCH_RANGE)), 3)
         digest = hashlib.sha1(f"{voice.id}|{rate}|{pitch}|{text}".encode()).hexdigest()[:10]
         plan.append(Utterance(f"{index:06d}-{digest}", index, split, text, voice, rate, pitch))
     return plan
+
+
+def _pool_choice(
+    split: str, pools: Mapping[str, list[str]], weights: Mapping[str, float] | None
+) -> tuple[list[str], np.ndarray]:
+    """The pools a split can draw from (non-empty, weighted above zero) and their normalised probabilities."""
+    names = sorted(name for name, pool in pools.items() if pool and (weights is None or weights.get(name, 0) > 0))
+    if not names:
+        raise ValueError(f"no {split} text to draw from: every text pool is empty there or weighted zero")
+    raw = np.array([1.0 if weights is None else weights[name] for name in names])
+    return names, raw / raw.sum()
 
 
 def _audio_path(out_dir: Path, utterance: Utterance) -> Path:
@@ -233,7 +265,8 @@ def build_corpus(
     voices = available_voices()
     if not voices:
         raise RuntimeError("no TTS engine installed; run scripts/install_tts.sh")
-    plan = plan_corpus(utterances, voices, load_sentences(), seed, test_fraction)
+    texts = load_texts()
+    plan = plan_corpus(utterances, voices, texts, seed, test_fraction, source_weights(texts))
     pending = [u for u in plan if not _is_done(out_dir, u)]
     logger.info("%d of %d utterances to synthesise with %d voices", len(pending), len(plan), len(voices))
     failed = _synthesize_all(out_dir, pending, workers, progress) if pending else 0

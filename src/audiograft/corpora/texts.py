@@ -1,21 +1,54 @@
-"""Text for the synthetic corpus: sentences from public-domain sources, cleaned so that every engine reads them
-the same way (what the voice says is exactly the label)."""
+"""Text for the synthetic corpus, in several registers (written prose, dialogue, commands, spoken numbers and
+names, short phrases, long passages), cleaned so that every engine reads it the same way: what the voice says is
+exactly the label.
+
+Each source is listed in TEXT_SOURCES with its register and licence; DEFAULT_MIX says how often the planner draws
+each register, WORD_LIMITS how long its texts may be.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
 import subprocess
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    pass
+from audiograft.corpora import everyday
 
 logger = logging.getLogger(__name__)
 
-MIN_WORDS, MAX_WORDS = 5, 25
+# Words per text, by register. Long passages stop at 70 words: at the slowest rate the planner draws (0.85 of an
+# engine's ~170 words a minute) that is about 29 s, inside the encoder's 30 s window.
+WORD_LIMITS: dict[str, range] = {
+    "written": range(5, 26),
+    "dialogue": range(2, 26),
+    "commands": range(2, 26),
+    "numbers": range(3, 31),
+    "short": range(1, 5),
+    "long": range(30, 71),
+}
+
+# How often the planner draws each register (relative weights). Written prose stays one register among many;
+# dialogue and requests get the most, as what people say to a recogniser; long passages teach the model to
+# keep every sentence of a window that holds several.
+DEFAULT_MIX: dict[str, float] = {
+    "written": 0.2,
+    "dialogue": 0.2,
+    "commands": 0.15,
+    "numbers": 0.15,
+    "short": 0.1,
+    "long": 0.2,
+}
+
+# The generated registers are drawn this many times (duplicates then merge) with this seed, so the text is
+# the same on every machine with the same faker version.
+TEXT_SEED = 0
+GENERATED_DRAWS = 20_000
 
 _ALLOWED_SENTENCE = re.compile(r"[A-Z][A-Za-z ,.;:'?!-]*[.?!]")
 _DANGLING_HYPHEN = re.compile(r"(^|\s)-|-($|\s)|--")
@@ -23,8 +56,16 @@ _SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+(?=[A-Z])")
 _ALL_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
 
 
-def normalise_sentence(raw: str) -> str | None:
-    """A cleaned sentence of MIN_WORDS..MAX_WORDS plain words, or None when it can't be read aloud
+@dataclass(frozen=True)
+class TextSource:
+    name: str
+    register: str
+    licence: str
+    load: Callable[[], list[str]]
+
+
+def normalise_sentence(raw: str, words: range = WORD_LIMITS["written"]) -> str | None:
+    """A cleaned text of len(words) plain words (one or more sentences), or None when it can't be read aloud
     unambiguously (digits, brackets and symbols are spoken differently by each engine, which would
     make the transcript disagree with the audio)."""
     text = raw.replace("`", "'").replace("\u2019", "'").replace("\u2018", "'")
@@ -36,21 +77,46 @@ def normalise_sentence(raw: str) -> str | None:
     text = text[0].upper() + text[1:]
     if text[-1] not in ".?!":
         text = text.rstrip(",;:") + "."
-    if not _ALLOWED_SENTENCE.fullmatch(text) or not MIN_WORDS <= len(text.split()) <= MAX_WORDS:
+    if not _ALLOWED_SENTENCE.fullmatch(text) or len(text.split()) not in words:
         return None
     return text
 
 
-def kjv_sentences() -> list[str]:
-    """Sentences of the King James Bible (public domain) from Debian's bible-kjv."""
+@functools.cache
+def _kjv_chapters() -> tuple[tuple[str, ...], ...]:
+    """The verses of each chapter of the King James Bible, from Debian's bible-kjv (empty when not installed)."""
     if shutil.which("bible") is None:
         logger.warning("bible-kjv is not installed; skipping the King James Bible as a text source")
-        return []
+        return ()
     listing = subprocess.run(
         ["bible", "-l0", "Gen1:1-Rev22:21"], capture_output=True, text=True, check=True
     ).stdout
-    verses = (match.group(1) for match in re.finditer(r"^\s+\d+ (.+)$", listing, re.MULTILINE))
-    return [part for verse in verses for part in _SENTENCE_BREAK.split(verse)]
+    # A chapter starts with its unindented title ("Genesis 1"); verses are indented and numbered.
+    chapters = re.split(r"^\S.*$", listing, flags=re.MULTILINE)
+    verses = (re.findall(r"^\s+\d+ (.+)$", chapter, re.MULTILINE) for chapter in chapters)
+    return tuple(tuple(chapter) for chapter in verses if chapter)
+
+
+def kjv_sentences() -> list[str]:
+    """Sentences of the King James Bible (public domain) from Debian's bible-kjv."""
+    return [part for chapter in _kjv_chapters() for verse in chapter for part in _SENTENCE_BREAK.split(verse)]
+
+
+def kjv_passages(words: range = WORD_LIMITS["long"]) -> list[str]:
+    """Runs of consecutive verses of one chapter of the King James Bible (public domain), each as many whole
+    verses as fit in len(words) words: several sentences in one utterance."""
+    passages = []
+    for chapter in _kjv_chapters():
+        run: list[str] = []
+        for raw in [*chapter, ""]:
+            verse = normalise_sentence(raw, range(1, words.stop)) if raw else None
+            if verse is None or sum(len(v.split()) for v in [*run, verse]) >= words.stop:
+                if sum(len(v.split()) for v in run) in words:
+                    passages.append(" ".join(run))
+                run = []
+            if verse is not None:
+                run.append(verse)
+    return passages
 
 
 def wordnet_examples(wordnet_dir: Path = Path("/usr/share/wordnet")) -> list[str]:
@@ -69,18 +135,71 @@ def wordnet_examples(wordnet_dir: Path = Path("/usr/share/wordnet")) -> list[str
     return examples
 
 
-def load_sentences() -> list[str]:
-    """Unique normalised sentences from every installed text source, in a stable order."""
-    by_key: dict[str, str] = {}
-    for raw in [*kjv_sentences(), *wordnet_examples()]:
-        sentence = normalise_sentence(raw)
-        if sentence is not None:
-            # Sentences differing only in case or punctuation count as one, so none leaks across splits.
-            by_key.setdefault(_sentence_key(sentence), sentence)
-    if not by_key:
+def _generated(generator: Callable[[int, int], list[str]]) -> Callable[[], list[str]]:
+    """The generator's texts at TEXT_SEED and GENERATED_DRAWS (read at call time), made once per process."""
+    return lambda: list(_drawn(generator, TEXT_SEED, GENERATED_DRAWS))
+
+
+@functools.cache
+def _drawn(generator: Callable[[int, int], list[str]], seed: int, draws: int) -> tuple[str, ...]:
+    return tuple(generator(seed, draws))
+
+
+_OURS = "Apache-2.0 (our templates and vocabulary)"
+TEXT_SOURCES: tuple[TextSource, ...] = (
+    TextSource("kjv", "written", "public domain (King James Bible, Debian bible-kjv)", kjv_sentences),
+    TextSource("wordnet", "written", "WordNet 3.0 licence (permissive, with notice; Debian wordnet-base)",
+               wordnet_examples),
+    TextSource("dialogue", "dialogue", f"{_OURS}; names from faker (MIT)", _generated(everyday.dialogue)),
+    TextSource("commands", "commands", f"{_OURS}; names from faker (MIT)", _generated(everyday.commands)),
+    TextSource("numbers", "numbers", f"{_OURS}; faker (MIT), numbers spelled by inflect (MIT)",
+               _generated(everyday.numbers)),
+    TextSource("short_phrases", "short", f"{_OURS}; names from faker (MIT)", _generated(everyday.short_phrases)),
+    TextSource("short_values", "short", f"{_OURS}; faker (MIT), inflect (MIT)", _generated(everyday.short_values)),
+    TextSource("kjv_passages", "long", "public domain (King James Bible, Debian bible-kjv)", kjv_passages),
+    TextSource("messages", "long", f"{_OURS}; faker (MIT), inflect (MIT)", _generated(everyday.messages)),
+)
+
+
+def load_texts(
+    sources: tuple[TextSource, ...] = TEXT_SOURCES, mix: Mapping[str, float] = DEFAULT_MIX
+) -> dict[str, list[str]]:
+    """Unique normalised texts of each source whose register the mix draws, by source name, in a stable order.
+    Sources that are not installed are left out. A text that two sources share is kept once, by the first."""
+    texts: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for source in sources:
+        if mix.get(source.register, 0) <= 0:
+            continue
+        kept = {}
+        for raw in source.load():
+            text = normalise_sentence(raw, WORD_LIMITS[source.register])
+            # Texts differing only in case or punctuation count as one, so none leaks across splits.
+            if text is not None and (key := _sentence_key(text)) not in seen:
+                seen.add(key)
+                kept[key] = text
+        logger.info("%s (%s): %d distinct texts", source.name, source.register, len(kept))
+        if kept:
+            texts[source.name] = sorted(kept.values())
+    if not texts:
         raise RuntimeError("no text source installed; run scripts/install_tts.sh")
-    return sorted(by_key.values())
+    return texts
+
+
+def source_weights(
+    names: Iterable[str], sources: tuple[TextSource, ...] = TEXT_SOURCES, mix: Mapping[str, float] = DEFAULT_MIX
+) -> dict[str, float]:
+    """How often to draw each of the named sources: its register's share of the mix, split evenly between the
+    register's sources present (so a template with many variants does not crowd out a short fixed list)."""
+    present = set(names)
+    register_of = {source.name: source.register for source in sources if source.name in present}
+    unknown = present - register_of.keys()
+    if unknown:
+        raise ValueError(f"unknown text sources {sorted(unknown)}; known: {[s.name for s in sources]}")
+    sizes = Counter(register_of.values())
+    return {name: mix.get(register, 0) / sizes[register] for name, register in register_of.items()}
 
 
 def _sentence_key(sentence: str) -> str:
+    """What two texts must share to count as the same: their words, ignoring case and punctuation."""
     return " ".join(re.sub(r"[^a-z' ]", " ", sentence.lower()).split())
