@@ -71,6 +71,8 @@ def test_times_are_spelled_as_they_are_said():
     assert spoken_time(3, 12, style="past") == "three twelve"
     with pytest.raises(ValueError, match="24:00"):
         spoken_time(24, 0)
+    with pytest.raises(ValueError, match="'military'"):
+        spoken_time(3, 0, style="military")
 
 
 def test_dates_money_and_phone_numbers_are_spelled_as_they_are_said():
@@ -85,6 +87,8 @@ def test_dates_money_and_phone_numbers_are_spelled_as_they_are_said():
     assert spoken_money(250, "pound") == "two pounds and fifty pence"
     assert spoken_digits("555-0142") == "five five five, oh one four two"
     assert spoken_digits("(212) 555-0100", zero="zero") == "two one two, five five five, zero one zero zero"
+    with pytest.raises(ValueError, match="'iso'"):
+        spoken_date(march_third, style="iso")
     with pytest.raises(ValueError, match="no digits"):
         spoken_digits("call me")
 
@@ -153,3 +157,8 @@ def test_kjv_passages_join_whole_consecutive_verses_of_one_chapter(monkeypatch):
     # Four verses fill a passage; the unreadable verse ends a run; a run never crosses a chapter.
     assert [len(p.split()) for p in passages] == [40, 20, 40, 40]
     assert all(PLAIN.fullmatch(p) for p in passages)
+
+
+def test_a_grammar_slot_may_not_hide_a_value_slot():
+    with pytest.raises(ValueError, match=r"\['room_number'\]"):
+        everyday.generate(everyday._with_values({"room_number": ["nine"]}, seed=0), "room_number", 0, 1)

@@ -27,6 +27,9 @@ _INFLECT = inflect.engine()
 _SLOT = re.compile(r"\{(\w+)\}")
 _SENTENCE_START = re.compile(r"(?:^|(?<=[.?!] ))[a-z]")
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# Spelled here, not by strftime("%B"), which follows the machine's locale.
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,6 +80,8 @@ def spoken_time(hour: int, minute: int, day_part: bool = False, style: str = "cl
     afternoon"; style "past" gives "quarter to four", "ten past three", "half past three"."""
     if not (0 <= hour < 24 and 0 <= minute < 60):
         raise ValueError(f"no such time {hour}:{minute:02d}")
+    if style not in ("clock", "past"):
+        raise ValueError(f"time style must be 'clock' or 'past', not {style!r}")
     if minute == 0 and hour in (0, 12):
         return "midnight" if hour == 0 else "noon"
     twelve = hour % 12 or 12
@@ -112,7 +117,9 @@ def _day_part(hour: int) -> str:
 
 def spoken_date(date: datetime.date, style: str = "month_day", year: bool = False) -> str:
     """(2019, 3, 3) -> "March third"; style "day_of_month": "the third of March"; year adds ", twenty nineteen"."""
-    month = date.strftime("%B")
+    if style not in ("month_day", "day_of_month"):
+        raise ValueError(f"date style must be 'month_day' or 'day_of_month', not {style!r}")
+    month = _MONTHS[date.month - 1]
     day = spoken_ordinal(date.day)
     spoken = f"the {day} of {month}" if style == "day_of_month" else f"{month} {day}"
     return f"{spoken}, {spoken_in_pairs(date.year)}" if year else spoken
@@ -203,7 +210,7 @@ def _value_slots(fake: Faker) -> dict[str, Slot]:
         "small": lambda rng: spoken_number(rng.randrange(2, 13)),
         "minutes": lambda rng: spoken_number(rng.choice((5, 10, 15, 20, 30, 45))) + " minutes",
         "digits": lambda rng: spoken_digits(str(rng.randrange(10_000, 100_000)), zero=rng.choice(("oh", "zero"))),
-        "room": lambda rng: spoken_in_pairs(rng.randrange(100, 1000)),
+        "room_number": lambda rng: spoken_in_pairs(rng.randrange(100, 1000)),
         "first": lambda rng: fake.first_name(), "last": lambda rng: fake.last_name(),
         "city": lambda rng: fake.city(), "state": lambda rng: fake.state(), "street": lambda rng: fake.street_name(),
         "address": address, "company": lambda rng: fake.last_name() + " " + rng.choice(_BUSINESS_KINDS),
@@ -321,7 +328,7 @@ NUMBERS: dict[str, Slot] = {
         "I live at {address}.", "send it to {address}, {city}, {state}.", "the office is at {address}.",
         "my name is {first} {last}.", "this is {first} {last} from {company}.", "ask for {first} at the front desk.",
         "{first} {last} lives in {city}.", "we're flying to {city} on {date}.", "the zip code is {digits}.",
-        "your confirmation number is {digits}.", "the order number is {digits}.", "she's in room {room}.",
+        "your confirmation number is {digits}.", "the order number is {digits}.", "she's in room {room_number}.",
         "we need {count} chairs.", "there were about {count} people there.", "I walked {count} steps today.",
         "the flight lands at {time}.", "the store opens at {time} {day}.", "it's due on the {ordinal}.",
         "we're on the {ordinal} floor.", "I'll see you at {time}.", "the bus comes every {minutes}.",
@@ -348,7 +355,7 @@ SHORT: dict[str, Slot] = {
         "coming", "done", "ready?", "hold on", "next please", "check please", "table for two", "the usual",
         "{food}", "{drink} please", "{place}", "the {room}", "my {device}", "{feeling}",
     ],
-    "number_phrase": ["{small}", "{count}", "page {small}", "room {room}", "gate {small}", "{small} please",
+    "number_phrase": ["{small}", "{count}", "page {small}", "room {room_number}", "gate {small}", "{small} please",
                       "{time}", "{date}", "{money}", "{year}", "the {ordinal}", "{percent}", "{minutes}"],
     "name_phrase": ["{first}", "{first} {last}", "Mister {last}", "Doctor {last}", "hi {first}",
                     "thanks {first}", "call {first}"],
@@ -404,7 +411,10 @@ MESSAGES: dict[str, Slot] = {
 
 
 def _with_values(grammar: Grammar, seed: int) -> dict[str, Slot]:
-    return {**_value_slots(_faker(seed)), **grammar}
+    values = _value_slots(_faker(seed))
+    if clash := values.keys() & grammar.keys():
+        raise ValueError(f"grammar slots {sorted(clash)} would hide the value slots of the same name")
+    return {**values, **grammar}
 
 
 def dialogue(seed: int, count: int) -> list[str]:

@@ -33,9 +33,9 @@ WORD_LIMITS: dict[str, range] = {
     "long": range(30, 71),
 }
 
-# How often the planner draws each register (relative weights). Written prose stays one register among many;
-# dialogue and requests get the most, as what people say to a recogniser; long passages teach the model to
-# keep every sentence of a window that holds several.
+# How often the planner draws each register (relative weights), split evenly between the register's sources.
+# Everyday speech (dialogue, commands, numbers and names, short phrases) takes 60%; written prose (Bible, WordNet)
+# stays one register of 20%; long passages take 20%, to teach the model to keep every sentence of a full window.
 DEFAULT_MIX: dict[str, float] = {
     "written": 0.2,
     "dialogue": 0.2,
@@ -58,6 +58,9 @@ _ALL_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
 
 @dataclass(frozen=True)
 class TextSource:
+    """One source of text: its register (a key of WORD_LIMITS and DEFAULT_MIX), its licence, and a loader
+    returning raw texts (empty when the package it reads is not installed)."""
+
     name: str
     register: str
     licence: str
