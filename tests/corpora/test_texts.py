@@ -1,6 +1,7 @@
 """Text sources of the synthetic corpus: registers, licences, word limits and spoken forms."""
 
 import datetime
+import random
 import re
 
 import pytest
@@ -162,3 +163,9 @@ def test_kjv_passages_join_whole_consecutive_verses_of_one_chapter(monkeypatch):
 def test_a_grammar_slot_may_not_hide_a_value_slot():
     with pytest.raises(ValueError, match=r"\['room_number'\]"):
         everyday.generate(everyday._with_values({"room_number": ["nine"]}, seed=0), "room_number", 0, 1)
+
+
+def test_expand_fills_slots_recursively_from_alternatives_and_value_functions():
+    grammar = {"greeting": ["hi {name}"], "name": lambda rng: "Ann"}
+    assert everyday.expand("{greeting}, {name}.", grammar, random.Random(0)) == "hi Ann, Ann."
+    assert everyday.generate(grammar, "greeting", seed=0, count=2) == ["Hi Ann", "Hi Ann"]

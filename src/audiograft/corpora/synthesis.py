@@ -100,7 +100,7 @@ def split_voices(voices: list[Voice], test_fraction: float, seed: int) -> dict[s
     return {"train": [v for v in voices if v not in held_out], "test": sorted(test, key=lambda v: v.id)}
 
 
-def hold_out_texts(
+def _hold_out_texts(
     texts: Mapping[str, Sequence[str]], seed: int, test_fraction: float
 ) -> dict[str, dict[str, list[str]]]:
     """Each pool's texts, shuffled and cut in two: about test_fraction of them (at least one) for test only."""
@@ -124,11 +124,11 @@ def plan_corpus(
     """The full, deterministic assignment of text, voice, rate and pitch to each utterance.
 
     texts are named pools (texts.load_texts: one per source); each utterance draws a pool with the given
-    weights (equal when None), then the pool's next text. Utterance i depends only on the seed, i and the
-    installed voices and text, never on the requested count, so growing a corpus keeps every utterance
-    already made.
+    weights (equal when None; a pool the weights leave out is not drawn), then the pool's next text.
+    Utterance i depends only on the seed, i and the installed voices and text, never on the requested
+    count, so growing a corpus keeps every utterance already made.
     """
-    pools = hold_out_texts(texts, seed, test_fraction)
+    pools = _hold_out_texts(texts, seed, test_fraction)
     drawn_splits = SPLITS if test_fraction > 0 else ("train",)
     pool_choices = {split: _pool_choice(split, pools[split], weights) for split in drawn_splits}
     split_voice_lists = split_voices(voices, test_fraction, seed)
