@@ -22,8 +22,8 @@ from audiograft.corpora import everyday
 
 logger = logging.getLogger(__name__)
 
-# Words per text, by register. Long passages stop at 70 words: at the slowest rate the planner draws (0.85 of an
-# engine's ~170 words a minute) that is about 29 s, inside the encoder's 30 s window.
+# Words per text, by register. Long passages stop at 70 words: at the slowest rate and highest pitch the planner
+# draws (0.85, 1.12), 70 words took 21 s (piper) to 29.5 s (festival ked), inside the encoder's 30 s window.
 WORD_LIMITS: dict[str, range] = {
     "written": range(5, 26),
     "dialogue": range(2, 26),
