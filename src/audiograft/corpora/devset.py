@@ -89,9 +89,7 @@ def pip_sdist(requirement: str, cache: Path, build_isolation: bool = True) -> Pa
             isolation = [] if build_isolation else ["--no-build-isolation"]
             subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                             *isolation, "--dest", str(cache), requirement], check=True)
-        with tarfile.open(tarball) as archive, atomic_path(
-            unpacked, directory=True
-        ) as scratch:
+        with tarfile.open(tarball) as archive, atomic_path(unpacked, directory=True) as scratch:
             archive.extractall(scratch, filter="data")
     return unpacked / f"{name}-{version}"
 
@@ -101,7 +99,7 @@ def debian_package(package: str, cache: Path) -> Path:
     root = cache / package
     if not root.is_dir():
         if not any(cache.glob(f"{package}_*.deb")):
-            subprocess.run(["apt-get", "download", "--quiet", package], cwd=cache, check=True, capture_output=True)
+            subprocess.run(["apt-get", "download", "--quiet", package], cwd=cache, check=True, stdout=subprocess.DEVNULL)
         with atomic_path(root, directory=True) as unpacked:
             subprocess.run(["dpkg-deb", "-x", str(next(cache.glob(f"{package}_*.deb"))), str(unpacked)], check=True)
     return root
