@@ -101,6 +101,29 @@ def test_data_nonspeech_writes_a_manifest_of_empty_references(tmp_path):
     assert lines and all(line["text"] == "" for line in lines)
 
 
+def test_data_dev_lists_each_source_and_fetches_into_the_cache(tmp_path, monkeypatch):
+    from audiograft.corpora import devset
+
+    def fake_sources(examples_dir):
+        def fetch(cache):
+            (cache / "fetched").write_text("yes")
+            return cache
+
+        def read(root, out_dir):
+            audio = devset.write_clip(out_dir, "fake", "one", make_clips([1.5])[0])
+            return [devset.Utterance(audio, "two words", 1.5)]
+
+        return [devset.DevSource("fake", "a test", "CC0", fetch, read)]
+
+    monkeypatch.setattr(devset, "dev_sources", fake_sources)
+    result = runner.invoke(app, ["data", "dev", str(tmp_path / "dev"), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert "fake: 1 clips, 1.5 s, 2 words" in output and "1 utterances, 1.5 s" in output
+    assert (tmp_path / "cache" / "fetched").read_text() == "yes"
+    assert "licence: CC0" in (tmp_path / "dev" / "LICENCES").read_text()
+
+
 def test_eval_writes_json_and_report_and_survives_a_missing_file(base_models, tmp_path):
     from audiograft.manifest import Utterance, write_manifest
 

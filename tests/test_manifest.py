@@ -9,6 +9,7 @@ from audiograft.manifest import (
     Word,
     parse_record,
     read_manifest,
+    read_training_manifest,
     write_manifest,
 )
 
@@ -62,3 +63,13 @@ def test_one_word_type_writes_only_what_is_known():
     assert Word("hi", 0.1, 0.3).to_dict() == {"word": "hi", "start": 0.1, "end": 0.3}
     assert Word("hi", confidence=0.9).to_dict() == {"word": "hi", "confidence": 0.9}
     assert Word.coerce({"word": "hi", "start": 0.1}) == Word("hi", 0.1)
+
+
+@pytest.mark.parametrize("split", ["dev", "test", "nonspeech"])
+def test_training_refuses_a_manifest_with_held_out_clips(tmp_path, split):
+    train = {"audio": "a.wav", "text": "fine", "duration": 1.0, "split": "train"}
+    path = write_lines(tmp_path / "m.jsonl", [train, {**train, "split": split}])
+    with pytest.raises(ManifestError, match=f"m.jsonl:2: split '{split}' is held out for evaluation"):
+        read_training_manifest(path)
+    unsplit = {key: value for key, value in train.items() if key != "split"}
+    assert len(read_training_manifest(write_lines(tmp_path / "ok.jsonl", [train, unsplit]))) == 2

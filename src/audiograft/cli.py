@@ -408,7 +408,7 @@ def align_train(
     """Train the word-timestamp head on the graft's frozen encoder frames and save it into the graft directory."""
     import tempfile
 
-    from audiograft.manifest import read_manifest
+    from audiograft.manifest import read_manifest, read_training_manifest
     from audiograft.modeling.model import GraftModel
     from audiograft.training.aligner import (
         encoder_frames,
@@ -421,7 +421,7 @@ def align_train(
     graft = GraftModel.from_pretrained(model)
     with tempfile.TemporaryDirectory() as temporary:
         frames = EncoderCache(cache or temporary, graft.encoder, graft.processor, graft.config.encoder)
-        train = encoder_frames(frames, read_manifest(train_manifest)[:limit])
+        train = encoder_frames(frames, read_training_manifest(train_manifest)[:limit])
         frame_seconds = graft.encoder.frame_seconds
         aligner = train_aligner([make_example(f, u.text, u.words, frame_seconds) for u, f in train],
                                 frame_seconds=frame_seconds, epochs=epochs, edge_weight=edge_weight)
@@ -457,13 +457,24 @@ def synth(
 def dev(
     output: Annotated[Path, typer.Argument(help="Directory for dev.jsonl and its audio.")],
     examples: Annotated[Path, typer.Option(help="Directory holding jfk.flac.")] = Path("examples"),
+    cache: Annotated[Path | None, typer.Option(help="Directory to download packages into and reuse them from "
+                                                    "(default: a temporary one).")] = None,
 ) -> None:
-    """Real human speech for evaluation (LibriVox sentences from pocketsphinx's sdist, the JFK sample)."""
+    """Real human English speech for evaluation only, from packages that ship it with transcripts (LibriVox
+    readings, test clips of speech tools, the JFK sample); OUT/LICENCES names each source and its licence."""
+    from collections import defaultdict
+
     from audiograft.corpora.devset import build_dev_manifest
     from audiograft.manifest import read_manifest
 
-    manifest = build_dev_manifest(output, examples)
+    manifest = build_dev_manifest(output, examples, cache_dir=cache)
     utterances = read_manifest(manifest)
+    by_corpus = defaultdict(list)
+    for utterance in utterances:
+        by_corpus[utterance.metadata.get("corpus")].append(utterance)
+    for corpus, clips in by_corpus.items():
+        console.print(f"  {corpus}: {len(clips)} clips, {sum(u.duration for u in clips):.1f} s, "
+                      f"{sum(len(u.text.split()) for u in clips)} words")
     console.print(f"wrote {manifest}: {len(utterances)} utterances, {sum(u.duration for u in utterances):.1f} s")
 
 

@@ -69,6 +69,9 @@ class ManifestError(ValueError):
     """A manifest line that cannot be used; the message names the file and the line number."""
 
 
+# Evaluation splits: the real-speech dev set, a synthetic corpus's held-out voices and sentences, the non-speech set.
+HELD_OUT_SPLITS = frozenset({"dev", "test", "nonspeech"})
+
 _REQUIRED = {"audio": str, "text": str, "duration": (int, float)}
 _OPTIONAL = {"words": list, "speaker": str, "split": str}
 
@@ -90,6 +93,17 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[Utterance]
             if split is None or utterance.split == split:
                 utterance.source = f"{path}:{number}"
                 utterances.append(utterance)
+    return utterances
+
+
+def read_training_manifest(path: str | Path) -> list[Utterance]:
+    """`read_manifest` for training: a record in a held-out split raises ManifestError naming its line, so that no
+    evaluation clip is ever trained on."""
+    utterances = read_manifest(path)
+    held_out = [u for u in utterances if u.split in HELD_OUT_SPLITS]
+    if held_out:
+        raise ManifestError(f"{held_out[0].source}: split {held_out[0].split!r} is held out for evaluation "
+                            f"({len(held_out)} such records); train on a manifest of training clips only")
     return utterances
 
 

@@ -120,6 +120,10 @@ def test_both_manifests_and_their_audio_are_checked_before_a_model_is_loaded(bas
     no_audio.write_text('{"audio": "gone.wav", "text": "x", "duration": 1.0}\n')
     with pytest.raises(ManifestError, match="no_audio.jsonl: none of its 1 audio files exists"):
         train(config_for(base_models, no_audio, tmp_path))
+    held_out = tmp_path / "with_dev.jsonl"
+    held_out.write_text(manifest.read_text() + '{"audio": "a.wav", "text": "x", "duration": 1.0, "split": "dev"}\n')
+    with pytest.raises(ManifestError, match="split 'dev' is held out for evaluation"):
+        train(config_for(base_models, held_out, tmp_path))
 
 
 def test_a_missing_audio_file_is_warned_about_once_not_every_epoch(base_models, manifest, tmp_path, caplog):

@@ -28,7 +28,7 @@ from transformers import get_cosine_schedule_with_warmup
 from audiograft.audio.augment import Augmentation
 from audiograft.evaluation.runner import evaluate_model
 from audiograft.files import atomic_path
-from audiograft.manifest import Utterance, read_manifest
+from audiograft.manifest import Utterance, read_manifest, read_training_manifest
 from audiograft.modeling.config import GraftConfig, LoraSettings
 from audiograft.modeling.model import GraftModel
 from audiograft.training.data import (
@@ -177,7 +177,7 @@ def _shard_like(full: torch.Tensor, parameter: torch.Tensor) -> torch.Tensor:
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) one training stage; returns the directory of the final saved graft."""
     # Both manifests, and that their audio exists, are checked before any model loads: a bad line costs no waiting.
-    utterances = with_existing_audio(read_manifest(config.train_manifest), config.train_manifest)
+    utterances = with_existing_audio(read_training_manifest(config.train_manifest), config.train_manifest)
     dev_utterances = []
     if config.dev_manifest:
         dev_utterances = with_existing_audio(read_manifest(config.dev_manifest), config.dev_manifest)
