@@ -1,10 +1,19 @@
-"""The TTS engines' helpers."""
+"""The TTS engines and their helpers."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from audiograft.audio.io import SAMPLE_RATE
-from audiograft.corpora.engines import KokoroEngine, align_words, available_voices
+from audiograft.corpora.engines import (
+    EspeakEngine,
+    KokoroEngine,
+    align_words,
+    available_voices,
+)
 from audiograft.manifest import Word
 
 
@@ -58,3 +67,19 @@ def test_kokoro_speaks_a_sentence_as_16k_float_audio_with_word_timings():
     assert 0.5 < audio.size / SAMPLE_RATE < 4 and 0.05 < np.abs(audio).max() <= 1
     assert [w.word for w in words] == ["The", "cat", "sat", "down"]
     assert all(0 <= w.start < w.end <= audio.size / SAMPLE_RATE for w in words)
+
+
+@requires_kokoro
+@pytest.mark.skipif(not EspeakEngine.is_installed(), reason="espeak-ng not installed")
+def test_espeak_still_speaks_after_kokoro_loaded_its_own_espeak_ng_in_the_same_process():
+    # A fresh interpreter: in this one, other tests may have loaded the system espeak-ng first.
+    script = (
+        "from audiograft.corpora.engines import EspeakEngine, KokoroEngine\n"
+        "KokoroEngine().kokoro\n"
+        "engine = EspeakEngine()\n"
+        "audio, _ = engine.synthesize('The cat sat down.', engine.voices()[0], 1.0, 1.0)\n"
+        "assert audio.size > 0\n"
+    )
+    environment = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -413,6 +413,7 @@ class KokoroEngine(Engine):
 
     def __init__(self) -> None:
         self._kokoro: Kokoro | None = None
+        self._system_espeak: ctypes.CDLL | None = None
         self._styles: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -467,6 +468,10 @@ class KokoroEngine(Engine):
             import onnxruntime
             from kokoro_onnx import Kokoro
 
+            if EspeakEngine.is_installed():
+                # kokoro-onnx loads its own libespeak-ng by path, and that copy would then answer to the
+                # soname EspeakEngine loads the system's by; loaded first, the system one keeps the name.
+                self._system_espeak = ctypes.CDLL(ctypes.util.find_library("espeak-ng"))
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = options.inter_op_num_threads = self.THREADS
             session = onnxruntime.InferenceSession(

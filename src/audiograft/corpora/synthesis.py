@@ -35,7 +35,7 @@ from rich.progress import (
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.corpora.engines import Voice, available_voices, engine_named
 from audiograft.corpora.texts import load_sentences
-from audiograft.files import atomic_path
+from audiograft.files import atomic_path, write_text_atomically
 from audiograft.manifest import parse_record, write_manifest
 
 if TYPE_CHECKING:
@@ -213,6 +213,14 @@ def _write_manifests(out_dir: Path, records: list[dict]) -> None:
         write_manifest(out_dir / f"{split}.jsonl", [u for u in utterances if u.split == split])
 
 
+def _write_voices(out_dir: Path, voices: list[Voice]) -> None:
+    """voices.json: the engine, name, weight and settings of every voice, by the id manifests call it (speaker)."""
+    described = {
+        v.id: {"engine": v.engine, "name": v.name, "weight": v.weight, "settings": dict(v.settings)} for v in voices
+    }
+    write_text_atomically(out_dir / "voices.json", json.dumps(described, indent=1))
+
+
 def build_corpus(
     out_dir: Path,
     utterances: int,
@@ -223,9 +231,10 @@ def build_corpus(
 ) -> CorpusSummary:
     """Build (or finish building) a synthetic speech corpus under out_dir.
 
-    Writes out_dir/audio/*.flac (16 kHz mono) and the JSONL manifests train.jsonl, test.jsonl
-    and manifest.jsonl (both splits). Re-running with the same arguments skips utterances already
-    on disk, so an interrupted build resumes where it stopped.
+    Writes out_dir/audio/*.flac (16 kHz mono), the JSONL manifests train.jsonl, test.jsonl
+    and manifest.jsonl (both splits), and voices.json (how each voice is made). Re-running with
+    the same arguments skips utterances already on disk, so an interrupted build resumes where it
+    stopped.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -233,6 +242,7 @@ def build_corpus(
     voices = available_voices()
     if not voices:
         raise RuntimeError("no TTS engine installed; run scripts/install_tts.sh")
+    _write_voices(out_dir, voices)
     plan = plan_corpus(utterances, voices, load_sentences(), seed, test_fraction)
     pending = [u for u in plan if not _is_done(out_dir, u)]
     logger.info("%d of %d utterances to synthesise with %d voices", len(pending), len(plan), len(voices))
