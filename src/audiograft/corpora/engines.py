@@ -403,6 +403,9 @@ class KokoroEngine(Engine):
     # A Dirichlet concentration below 1 puts most of a mix on one or two tables, so mixes differ
     # from each other more than near-even blends, which all sound alike, would.
     MIX_CONCENTRATION = 0.5
+    # About a quarter of the corpus beside the other engines' 17: the most human voices here (whisper-base WER
+    # ~10%, as Piper's), but at about one CPU second per second of audio, 3-100 times the others' cost
+    # (benchmarks/tts_engines.py).
     TOTAL_WEIGHT = 6.0
     # The int8 export has no duration output; its per-token frame counts are this inner tensor,
     # which a derived copy of the model also outputs as "duration", so kokoro-onnx times phonemes.
