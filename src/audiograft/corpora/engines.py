@@ -403,6 +403,9 @@ class KokoroEngine(Engine):
     # A Dirichlet concentration below 1 puts most of a mix on one or two tables, so mixes differ
     # from each other more than near-even blends, which all sound alike, would.
     MIX_CONCENTRATION = 0.5
+    # Mixes closer than this (L1 distance of their weights) to a table or to each other are drawn
+    # again: two voices that sound the same would only pretend to be two speakers.
+    MIN_MIX_DISTANCE = 0.25
     # About a quarter of the corpus beside the other engines' 17: the most human voices here (whisper-base WER
     # ~10%, as Piper's), but at about one CPU second per second of audio, 3-100 times the others' cost
     # (benchmarks/tts_engines.py).
@@ -426,11 +429,22 @@ class KokoroEngine(Engine):
     @classmethod
     def style_mixes(cls, count: int, seed: int) -> list[tuple[tuple[str, float], ...]]:
         """count convex mixes of the style tables, as (table, weight) pairs rounded to 3 decimals
-        (tables of weight 0 left out); the same seed gives the same mixes."""
+        (tables of weight 0 left out), each at least MIN_MIX_DISTANCE from the tables and from one
+        another; the same seed gives the same mixes."""
         rng = np.random.default_rng(seed)
-        draws = rng.dirichlet([cls.MIX_CONCENTRATION] * len(cls.STYLES), size=count)
-        rounded = [[(style, round(float(w), 3)) for style, w in zip(cls.STYLES, row, strict=True)] for row in draws]
-        return [tuple((style, w) for style, w in row if w > 0) for row in rounded]
+        taken = list(np.eye(len(cls.STYLES)))
+        for _ in range(1000 * count):
+            if len(taken) == len(cls.STYLES) + count:
+                break
+            weights = rng.dirichlet([cls.MIX_CONCENTRATION] * len(cls.STYLES)).round(3)
+            if min(np.abs(weights - other).sum() for other in taken) >= cls.MIN_MIX_DISTANCE:
+                taken.append(weights)
+        else:
+            raise ValueError(f"{count} mixes of {len(cls.STYLES)} tables cannot all be {cls.MIN_MIX_DISTANCE} apart")
+        return [
+            tuple((style, float(w)) for style, w in zip(cls.STYLES, row, strict=True) if w > 0)
+            for row in taken[len(cls.STYLES) :]
+        ]
 
     def voices(self) -> list[Voice]:
         mixes = {style: ((style, 1.0),) for style in self.STYLES}
