@@ -407,7 +407,7 @@ class KokoroEngine(Engine):
     # again: two voices that sound the same would only pretend to be two speakers.
     MIN_MIX_DISTANCE = 0.25
     # About a quarter of the corpus beside the other engines' 17: the most human voices here (whisper-base WER
-    # ~10%, as Piper's), but at about one CPU second per second of audio, 3-100 times the others' cost
+    # ~10%, as Piper's), but at about one CPU second per second of audio, 5 to 300 times the others' cost
     # (benchmarks/tts_engines.py).
     TOTAL_WEIGHT = 6.0
     # The int8 export has no duration output; its per-token frame counts are this inner tensor,
