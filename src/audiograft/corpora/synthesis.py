@@ -37,7 +37,7 @@ from rich.progress import (
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.corpora.engines import Voice, available_voices, engine_named
 from audiograft.corpora.texts import load_texts, source_weights
-from audiograft.files import atomic_path
+from audiograft.files import atomic_path, write_text_atomically
 from audiograft.manifest import parse_record, write_manifest
 
 if TYPE_CHECKING:
@@ -245,6 +245,14 @@ def _write_manifests(out_dir: Path, records: list[dict]) -> None:
         write_manifest(out_dir / f"{split}.jsonl", [u for u in utterances if u.split == split])
 
 
+def _write_voices(out_dir: Path, voices: list[Voice]) -> None:
+    """voices.json: the engine, name, weight and settings of every voice, by the id manifests call it (speaker)."""
+    described = {
+        v.id: {"engine": v.engine, "name": v.name, "weight": v.weight, "settings": dict(v.settings)} for v in voices
+    }
+    write_text_atomically(out_dir / "voices.json", json.dumps(described, indent=1))
+
+
 def build_corpus(
     out_dir: Path,
     utterances: int,
@@ -255,9 +263,10 @@ def build_corpus(
 ) -> CorpusSummary:
     """Build (or finish building) a synthetic speech corpus under out_dir.
 
-    Writes out_dir/audio/*.flac (16 kHz mono) and the JSONL manifests train.jsonl, test.jsonl
-    and manifest.jsonl (both splits). Re-running with the same arguments skips utterances already
-    on disk, so an interrupted build resumes where it stopped.
+    Writes out_dir/audio/*.flac (16 kHz mono), the JSONL manifests train.jsonl, test.jsonl
+    and manifest.jsonl (both splits), and voices.json (how each voice is made). Re-running with
+    the same arguments skips utterances already on disk, so an interrupted build resumes where it
+    stopped.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -265,6 +274,7 @@ def build_corpus(
     voices = available_voices()
     if not voices:
         raise RuntimeError("no TTS engine installed; run scripts/install_tts.sh")
+    _write_voices(out_dir, voices)
     texts = load_texts()
     plan = plan_corpus(utterances, voices, texts, seed, test_fraction, source_weights(texts))
     pending = [u for u in plan if not _is_done(out_dir, u)]
