@@ -483,7 +483,8 @@ def nonspeech(
 
 @data_app.command("real")
 def real(
-    output: Annotated[Path, typer.Argument(help="Directory for audio/, train.jsonl, dev.jsonl, manifest.jsonl, LICENCES/.")],
+    output: Annotated[Path, typer.Argument(
+        help="Directory for audio/, train.jsonl, dev.jsonl, manifest.jsonl and LICENCES/.")],
     debs: Annotated[Path | None, typer.Option(
         help="Directory of the .deb files: those already there are used, the others fetched with apt-get download "
              "(default: OUTPUT/debs).")] = None,

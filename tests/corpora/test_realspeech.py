@@ -167,7 +167,8 @@ def deb_bytes(files: dict[str, bytes]) -> bytes:
                "data.tar.xz": tar(files)}
     out = b"!<arch>\n"
     for name, data in members.items():
-        out += f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode() + data + b"\n" * (len(data) % 2)
+        header = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+        out += header + data + b"\n" * (len(data) % 2)
     return out
 
 
@@ -197,3 +198,23 @@ def test_decode_prompt_reads_raw_g722_at_16_khz(tmp_path):
     (tmp_path / "empty.gsm").write_bytes(b"")
     with pytest.raises(realspeech.AudioError, match="empty.gsm"):
         realspeech.decode_prompt(tmp_path / "empty.gsm", "gsm")
+
+
+def test_data_real_command_unpacks_cached_debs_without_apt(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from audiograft.cli import app
+
+    tree = fake_tree(tmp_path / "packages")
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    for package in tree.iterdir():
+        files = {f"./{p.relative_to(package).as_posix()}": p.read_bytes() for p in package.rglob("*") if p.is_file()}
+        (debs / f"{package.name}_1.0_all.deb").write_bytes(deb_bytes(files))
+    monkeypatch.setattr(realspeech.shutil, "which", lambda name: None)  # no apt-get: the cached .debs only
+    result = CliRunner().invoke(app, ["data", "real", str(tmp_path / "out"), "--debs", str(debs), "--language", "it"])
+    assert result.exit_code == 0, result.output
+    assert "it core-it-carlo" in result.output and "it-menardi: asterisk-prompt-it-menardi-wav (wav)" in result.output
+    assert {u.speaker for u in read_manifest(tmp_path / "out" / "dev.jsonl")} == {"it-menardi"}
+    result = CliRunner().invoke(app, ["data", "real", str(tmp_path / "out"), "--debs", str(debs), "--language", "en"])
+    assert result.exit_code != 0 and "held out for evaluation" in result.output, result.output

@@ -29,7 +29,7 @@ import shutil
 import statistics
 import subprocess
 import tarfile
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +166,8 @@ def _obtain(package: str, cache_dir: Path) -> Path | None:
     if shutil.which("apt-get") is None:
         logger.warning("%s: not in %s and apt-get is missing: put its .deb there", package, cache_dir)
         return None
-    result = subprocess.run(["apt-get", "download", "-q", package], cwd=cache_dir, capture_output=True, text=True)
+    result = subprocess.run(["apt-get", "download", "-q", package], cwd=cache_dir, capture_output=True, text=True,
+                            check=False)
     if result.returncode != 0:
         logger.warning("%s: apt-get download failed (%s); run 'apt-get update' first?", package,
                        result.stderr.strip().splitlines()[-1:] or result.returncode)
@@ -445,12 +446,14 @@ def _script_licence(package: str) -> str:
 
 def summary_table(summary: RealSpeechSummary) -> list[str]:
     """One line per (language, speaker, split): utterances and hours; then the totals per language and split."""
-    lines = [f"{language} {speaker:18} {split:5} {count:5d} utterances {summary.seconds[language, speaker, split] / 3600:.3f} h"
-             for (language, speaker, split), count in sorted(summary.utterances.items())]
-    totals: defaultdict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
-    for (language, _, split), count in summary.utterances.items():
-        totals[language, split][0] += count
-        totals[language, split][1] += summary.seconds[language, _, split]
-    lines += [f"{language} total {split:5} {count:5d} utterances {seconds / 3600:.3f} h"
-              for (language, split), (count, seconds) in sorted(totals.items())]
+    totals: Counter = Counter()
+    total_seconds: Counter = Counter()
+    lines = []
+    for (language, speaker, split), count in sorted(summary.utterances.items()):
+        seconds = summary.seconds[language, speaker, split]
+        lines.append(f"{language} {speaker:18} {split:5} {count:5d} utterances {seconds / 3600:.3f} h")
+        totals[language, split] += count
+        total_seconds[language, split] += seconds
+    lines += [f"{language} {'all':18} {split:5} {count:5d} utterances {total_seconds[language, split] / 3600:.3f} h"
+              for (language, split), count in sorted(totals.items())]
     return lines
