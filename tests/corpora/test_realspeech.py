@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import io
 import tarfile
@@ -89,6 +90,15 @@ def test_builds_train_and_dev_from_different_speakers(tmp_path):
     licences = (out / "LICENCES" / "README.md").read_text()
     assert "asterisk-prompt-it-menardi-wav | CC-BY-SA-3.0 Italy" in licences
     assert (out / "LICENCES" / "asterisk-core-sounds-it-wav.copyright").read_text().startswith("asterisk-core")
+
+
+def test_a_voice_of_another_translation_keeps_only_the_shared_prompts(tmp_path, monkeypatch):
+    voices = tuple(dataclasses.replace(v, shared_prompts=("digits/",)) if v.speaker == "it-menardi" else v
+                   for v in realspeech.VOICES)
+    monkeypatch.setattr(realspeech, "VOICES", voices)
+    summary = build_real_speech(tmp_path / "out", fake_tree(tmp_path / "packages"), languages=["it"])
+    assert [u.metadata["prompt"] for u in read_manifest(tmp_path / "out" / "dev.jsonl")] == ["digits/1"]
+    assert summary.skipped["it-menardi", "another translation's prompt"] == 3  # hello, letters/at, other
 
 
 def test_never_reads_english(tmp_path, monkeypatch):
