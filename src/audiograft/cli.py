@@ -490,3 +490,39 @@ def nonspeech(
     manifest = build_nonspeech_manifest(output, seed=seed)
     utterances = read_manifest(manifest)
     console.print(f"wrote {manifest}: {len(utterances)} clips, {sum(u.duration for u in utterances):.1f} s")
+
+
+@data_app.command("real")
+def real(
+    output: Annotated[Path, typer.Argument(
+        help="Directory for audio/, train.jsonl, dev.jsonl, manifest.jsonl and LICENCES/.")],
+    debs: Annotated[Path | None, typer.Option(
+        help="Directory of the .deb files: those already there are used, the others fetched with apt-get download "
+             "(default: OUTPUT/debs).")] = None,
+    language: Annotated[list[str] | None, typer.Option(
+        help="A language to build (es, fr, it, ru; repeat it; default: all). English is never read.")] = None,
+) -> None:
+    """Real human speech in es/fr/it/ru from Debian's Asterisk prompt packages, one speaker per package, each
+    language's dev split another speaker than its train split."""
+    import tempfile
+
+    from audiograft.corpora.realspeech import (
+        LANGUAGES,
+        build_real_speech,
+        fetch_packages,
+        summary_table,
+        unpack_packages,
+    )
+
+    languages = language or list(LANGUAGES)
+    packages = fetch_packages(debs or output / "debs", languages)
+    with tempfile.TemporaryDirectory() as unpacked:
+        summary = build_real_speech(output, unpack_packages(packages, unpacked), languages)
+    for line in summary_table(summary):
+        console.print(line)
+    for speaker, source in sorted(summary.sources.items()):
+        console.print(f"{speaker}: {source}")
+    for (speaker, reason), count in sorted(summary.skipped.items()):
+        if count:
+            console.print(f"skipped {speaker}: {count} {reason}")
+    console.print(f"wrote {output / 'train.jsonl'}, {output / 'dev.jsonl'}; licences in {output / 'LICENCES'}")
