@@ -38,17 +38,20 @@ test: install
 	bash scripts/install_chromium.sh
 	$(PYTHON) -m pytest -q
 
-# Re-resolves every extra of pyproject.toml to the newest versions its ranges allow, for Python 3.11 and newer on
-# every platform; commit the new lock after `make test` passes with it.
+# Resolves every extra of pyproject.toml for Python 3.11 and newer on every platform, keeping the pins already in the
+# lock (uv reads them as preferences); UPGRADE=1 moves everything to the newest versions the ranges allow. Commit the
+# new lock after `make test` passes with it.
 lock: $(VENV)/bin/pip
 	$(PIP) uv==$(UV_VERSION)
 	echo "torch==$(TORCH_VERSION)+cpu" > $(LOCK).torch
-	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+	cp $(LOCK) $(LOCK).new
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 $(if $(UPGRADE),--upgrade) \
 		-c $(LOCK).torch --find-links $(TORCH_CPU_WHEELS) --no-emit-package torch \
 		--custom-compile-command "make lock" --quiet -o $(LOCK).new
 	rm $(LOCK).torch
 	{ echo "# Exact versions of every dependency that make install and make test install (as pip constraints)."; \
-	  echo "# Refresh: make lock (uv resolves pyproject.toml's ranges anew), then make test, then commit."; \
+	  echo "# make lock adds what pyproject.toml gained and keeps every other pin; make lock UPGRADE=1 moves every"; \
+	  echo "# package to the newest version its range allows. Then make test, then commit."; \
 	  echo "# torch is left out: the Makefile installs it first, pinned, so a GPU machine can bring its own build."; \
 	  cat $(LOCK).new; } > $(LOCK)
 	rm $(LOCK).new
