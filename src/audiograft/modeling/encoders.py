@@ -67,7 +67,7 @@ class AudioEncoder(nn.Module):
         super().__init__()
         self.model = model
         self.context = context
-        self.pools = isinstance(model, Qwen2AudioEncoder)
+        self.pooling = encoder_pooling(model.config)
 
     @property
     def hidden_size(self) -> int:
@@ -91,7 +91,7 @@ class AudioEncoder(nn.Module):
     def frame_seconds(self) -> float:
         """Seconds of audio per output frame: 20 ms (the convolutions halve the log-mel rate), 40 ms after
         Qwen2-Audio's pooling."""
-        return CONV_STRIDE * encoder_pooling(self.model.config) / FEATURE_RATE
+        return CONV_STRIDE * self.pooling / FEATURE_RATE
 
     @property
     def max_seconds(self) -> float:
@@ -109,7 +109,7 @@ class AudioEncoder(nn.Module):
         if int(feature_lengths.max()) > self.max_frames:
             raise ValueError(f"clips longer than {self.max_seconds:g} s must be split before encoding")
         input_features = input_features.to(self.model.conv1.weight.dtype)
-        output_lengths = frame_lengths(feature_lengths, encoder_pooling(self.model.config))
+        output_lengths = frame_lengths(feature_lengths, self.pooling)
         if self.context == "full":
             hidden = self._forward_full(input_features, feature_lengths)
         else:
@@ -120,7 +120,7 @@ class AudioEncoder(nn.Module):
         if input_features.shape[-1] < self.max_frames:
             input_features = nn.functional.pad(input_features, (0, self.max_frames - input_features.shape[-1]))
         # Whisper was trained attending to its padding; Qwen2-Audio masks it, and parity needs the same.
-        mask = self._key_mask(feature_lengths, self.max_frames // 2) if self.pools else None
+        mask = self._key_mask(feature_lengths, self.max_frames // CONV_STRIDE) if self.pooling > 1 else None
         return self.model(input_features, attention_mask=mask).last_hidden_state
 
     def _forward_trimmed(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> torch.Tensor:
@@ -138,12 +138,12 @@ class AudioEncoder(nn.Module):
         mask = self._key_mask(feature_lengths, hidden.shape[1])
         for layer in model.layers:
             hidden = layer(hidden, mask)
-        if self.pools:
+        if self.pooling > 1:
             hidden = model.avg_pooler(hidden.permute(0, 2, 1)).permute(0, 2, 1)
         return model.layer_norm(hidden)
 
     def _key_mask(self, feature_lengths: torch.Tensor, positions: int) -> torch.Tensor | None:
-        encoded_lengths = (feature_lengths - 1) // 2 + 1
+        encoded_lengths = frame_lengths(feature_lengths, pooling=1)  # positions before any pooling
         valid = (torch.arange(positions, device=feature_lengths.device)[None, :] < encoded_lengths[:, None]).long()
         probe = torch.zeros(valid.shape[0], positions, 1, dtype=self.model.conv1.weight.dtype, device=valid.device)
         return create_bidirectional_mask(config=self.model.config, inputs_embeds=probe, attention_mask=valid)

@@ -63,9 +63,9 @@ class EncoderCache:
         missing.sort(key=lambda u: u.duration)
         with Progress(transient=True) as progress:
             task = progress.add_task("caching encoder output", total=len(missing))
+            device = next(self.encoder.parameters()).device
             for start in range(0, len(missing), batch_size):
                 batch = missing[start : start + batch_size]
-                device = next(self.encoder.parameters()).device
                 encoded = run_on_loaded([u.audio for u in batch], lambda waveforms: self.encoder.encode_clips(
                     *self.processor.featurize(waveforms, device)), self.processor.max_seconds)
                 for utterance, result in zip(batch, encoded):
