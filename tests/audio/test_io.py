@@ -3,6 +3,7 @@ import io
 import numpy as np
 import pytest
 import soundfile
+from conftest import make_clips
 
 from audiograft.audio.io import (
     MIN_SAMPLES,
@@ -13,6 +14,7 @@ from audiograft.audio.io import (
     checked_waveform,
     load_audio,
     run_on_loaded,
+    write_audio,
 )
 
 
@@ -213,3 +215,12 @@ def test_run_on_loaded_runs_the_readable_files_once_and_gives_each_bad_file_its_
     assert isinstance(results[1], AudioError) and "gone.wav: no such file" in str(results[1])
     assert isinstance(results[3], AudioTooLong)
     assert run_on_loaded([tmp_path / "gone.wav"], run)[0].args == results[1].args and len(calls) == 1
+
+
+def test_write_audio_writes_a_16_bit_16_khz_flac_that_loads_back(tmp_path):
+    waveform = make_clips([0.5])[0] * 0.5
+    path = write_audio(tmp_path / "new" / "clip.flac", waveform)
+    info = soundfile.info(str(path))
+    assert (info.samplerate, info.format, info.subtype, info.frames) == (16000, "FLAC", "PCM_16", waveform.size)
+    np.testing.assert_allclose(load_audio(path), waveform, atol=1 / 2**15)
+    assert [p.name for p in path.parent.iterdir()] == ["clip.flac"]  # no temporary file left beside it

@@ -17,6 +17,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from audiograft.files import atomic_path
+
 SAMPLE_RATE = 16_000
 # Silero VAD's step at 16 kHz (audiograft.audio.vad takes its chunk from here): it refuses less than one chunk, so
 # this is the shortest clip anything in audiograft takes. 32 ms holds no speech anyway.
@@ -71,6 +73,14 @@ def load_audio(
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ")
     return checked_waveform(mono, name, sample_rate=sample_rate)
+
+
+def write_audio(path: str | Path, waveform: np.ndarray) -> Path:
+    """`waveform` (16 kHz mono) as a 16-bit FLAC file at `path`, written atomically: the one way corpora write clips."""
+    with atomic_path(path) as temporary:
+        soundfile.write(str(temporary), np.asarray(waveform, dtype=np.float32), SAMPLE_RATE, format="FLAC",
+                        subtype="PCM_16")
+    return Path(path)
 
 
 def checked_waveform(

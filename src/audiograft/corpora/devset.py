@@ -46,7 +46,7 @@ import soundfile
 from praatio import textgrid
 
 from audiograft.audio.augment import coloured_noise
-from audiograft.audio.io import SAMPLE_RATE, checked_waveform, load_audio
+from audiograft.audio.io import SAMPLE_RATE, checked_waveform, load_audio, write_audio
 from audiograft.corpora.packages import debian_package, pip_sdist
 from audiograft.files import write_text_atomically
 from audiograft.manifest import Utterance, Word, write_manifest
@@ -258,10 +258,7 @@ def _matching_words(path: Path, text: str) -> list[Word] | None:
 
 def write_clip(out_dir: Path, source: str, clip_id: str, waveform: np.ndarray) -> Path:
     """out_dir/audio/source/clip_id.flac, 16 kHz mono."""
-    audio = out_dir / "audio" / source / f"{clip_id}.flac"
-    audio.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(audio, waveform, SAMPLE_RATE)
-    return audio
+    return write_audio(out_dir / "audio" / source / f"{clip_id}.flac", waveform)
 
 
 def dev_sources(examples_dir: str | Path = "examples") -> list[DevSource]:
@@ -373,8 +370,7 @@ def build_nonspeech_manifest(
     clips = at_level | {name: 0.5 * waveform / np.abs(waveform).max() for name, waveform in music.items()}
     utterances = []
     for name, waveform in clips.items():
-        audio = out_dir / "audio" / f"{name}.flac"
-        soundfile.write(audio, waveform.astype(np.float32), SAMPLE_RATE)
+        audio = write_audio(out_dir / "audio" / f"{name}.flac", waveform)
         utterances.append(Utterance(audio, "", waveform.size / SAMPLE_RATE, None, name, "nonspeech"))
     return write_manifest(out_dir / "nonspeech.jsonl", utterances)
 

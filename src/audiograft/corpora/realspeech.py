@@ -37,10 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import soxr
 
-from audiograft.audio.io import SAMPLE_RATE, AudioError, checked_waveform, load_audio
+from audiograft.audio.io import (
+    SAMPLE_RATE,
+    AudioError,
+    checked_waveform,
+    load_audio,
+    write_audio,
+)
 from audiograft.corpora.packages import download_deb, unpack_deb
 from audiograft.files import write_text_atomically
 from audiograft.manifest import Utterance, write_manifest
@@ -385,9 +390,7 @@ def _checked_borrowed(voice: Voice, prompts: list[_Prompt], core_speech: dict[st
 
 
 def _write_clip(out_dir: Path, voice: Voice, source: Source, prompt: _Prompt) -> Utterance:
-    audio = out_dir / "audio" / voice.speaker / f"{prompt.name.replace('/', '--')}.flac"
-    audio.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(audio, prompt.waveform, SAMPLE_RATE)
+    audio = write_audio(out_dir / "audio" / voice.speaker / f"{prompt.name.replace('/', '--')}.flac", prompt.waveform)
     return Utterance(audio, prompt.text, round(prompt.waveform.size / SAMPLE_RATE, 3), None, voice.speaker,
                      voice.split, {"language": voice.language, "package": source.package, "prompt": prompt.name,
                                    "transcript": "own" if voice.own_transcripts else "borrowed"})

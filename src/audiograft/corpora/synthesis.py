@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import soundfile
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,7 +33,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from audiograft.audio.io import SAMPLE_RATE
+from audiograft.audio.io import SAMPLE_RATE, write_audio
 from audiograft.corpora.engines import Voice, available_voices, engine_named
 from audiograft.corpora.texts import load_texts, source_weights
 from audiograft.files import atomic_path, write_text_atomically
@@ -201,8 +200,7 @@ def synthesize_utterance(out_dir: Path, utterance: Utterance) -> dict:
         record["words"] = [word.to_dict() for word in words]
     with atomic_path(_record_path(out_dir, utterance)) as temporary:
         temporary.write_text(json.dumps(record))
-    with atomic_path(_audio_path(out_dir, utterance)) as temporary:
-        soundfile.write(str(temporary), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    write_audio(_audio_path(out_dir, utterance), audio)
     return record
 
 
