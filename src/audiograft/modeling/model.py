@@ -218,6 +218,24 @@ class GraftModel(nn.Module):
             )
         return inputs_embeds.masked_scatter(audio_mask[..., None], audio_tokens.to(inputs_embeds.dtype))
 
+    def _embed_prompts(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        audio_mask: torch.Tensor,
+        input_features: torch.Tensor | None,
+        feature_lengths: torch.Tensor | None,
+        encoded_audio: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The prompt ids and mask on the model's device, and their embeddings with the audio merged in (encoding the
+        features unless `encoded_audio` brings the frames); what `forward` and `generate` both start from."""
+        device = self.device
+        input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
+        if encoded_audio is None:
+            encoded_audio = self.encode_audio(input_features, feature_lengths)
+        encoded_audio = tuple(t.to(device) for t in encoded_audio)
+        return input_ids, attention_mask, self._merge_audio(input_ids, audio_mask, encoded_audio)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -235,11 +253,9 @@ class GraftModel(nn.Module):
         `encoded_audio` (encoder frames and their lengths, e.g. from the encoder cache) replaces the features.
         """
         device = self.device
-        input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
-        if encoded_audio is None:
-            encoded_audio = self.encode_audio(input_features, feature_lengths)
-        encoded_audio = tuple(t.to(device) for t in encoded_audio)
-        inputs_embeds = self._merge_audio(input_ids, audio_mask, encoded_audio)
+        input_ids, attention_mask, inputs_embeds = self._embed_prompts(
+            input_ids, attention_mask, audio_mask, input_features, feature_lengths, encoded_audio
+        )
         if self._llm_takes_ids_with_embeds:
             llm_kwargs["input_ids"] = input_ids
         llm_kwargs = _to_device(llm_kwargs, device)
@@ -279,10 +295,9 @@ class GraftModel(nn.Module):
         compilation, every later one runs without Python overhead per layer. Needs `max_new_tokens`.
         """
         device = self.device
-        input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
-        if encoded_audio is None:
-            encoded_audio = self.encode_audio(input_features, feature_lengths)
-        inputs_embeds = self._merge_audio(input_ids, audio_mask, encoded_audio)
+        input_ids, attention_mask, inputs_embeds = self._embed_prompts(
+            input_ids, attention_mask, audio_mask, input_features, feature_lengths, encoded_audio
+        )
         generate_kwargs.setdefault("eos_token_id", self.processor.stop_token_ids)
         generate_kwargs.setdefault("pad_token_id", self.processor.pad_id)
         generate_kwargs.setdefault("do_sample", False)
