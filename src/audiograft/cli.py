@@ -362,9 +362,9 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(help="Score only the first N utterances.")] = None,
 ) -> None:
     """Corpus WER/CER (Whisper-normalised), speed, failure rates; optionally beside plain Whisper, with a report."""
-    from audiograft.evaluation.metrics import score
+    from audiograft.evaluation.metrics import subsets
     from audiograft.evaluation.report import write_report
-    from audiograft.evaluation.runner import WhisperBaseline, evaluate_model, run_system
+    from audiograft.evaluation.runner import WhisperBaseline, evaluate_model
     from audiograft.manifest import read_manifest
     from audiograft.modeling.model import GraftModel
     from audiograft.presets.pretrained import resolve_base
@@ -375,11 +375,7 @@ def evaluate(
     result = evaluate_model(graft, utterances, batch_size, name=model)
     if baseline is not None:
         whisper = WhisperBaseline(resolve_base(graft.config.encoder), device=device)
-        hypotheses, wall_seconds = run_system(
-            whisper.transcribe, utterances, batch_size, "whisper baseline", max_seconds=graft.encoder.max_seconds
-        )
-        result.baseline = score(hypotheses, wall_seconds=wall_seconds, model=f"whisper ({whisper.name})",
-                                device=device, batch_size=batch_size)
+        result.baseline = whisper.evaluate(utterances, batch_size, max_seconds=graft.encoder.max_seconds)
     if json_path is not None:
         json_path.write_text(result.to_json())
     if report is not None:
@@ -393,6 +389,10 @@ def evaluate(
             + (f"  timestamp MAE {system.timestamps.mae_ms:.1f} ms" if system.timestamps and system.timestamps.mae_ms else "")
             + (f"  confidence ECE {system.confidence_ece:.3f}" if system.confidence_ece is not None else "")
         )
+        for subset in subsets(system.utterances):
+            if subset.n_utterances:
+                typer.echo(f"  {subset.label}: WER {100 * subset.wer:.2f}%  CER {100 * subset.cer:.2f}%  "
+                           f"n={subset.n_utterances}")
 
 
 @app.command("align-train")

@@ -8,6 +8,7 @@ from audiograft.evaluation.metrics import (
     expected_calibration_error,
     normalize,
     score,
+    subsets,
     timestamp_errors,
     wer_by_duration,
 )
@@ -47,6 +48,31 @@ def test_whisper_normaliser_folds_case_punctuation_titles_and_numbers():
     assert normalize("Hello, World.") == "hello world"
     assert normalize("Um, I'm gonna colour it.") == "i am going to color it"
     assert one("Mr. Smith paid twenty-five dollars.", "mister smith paid $25").wer == 0.0
+
+
+def test_other_languages_get_whispers_basic_normaliser_keeping_their_letters():
+    assert normalize("¡Hola! Ése agente, ya ha sido autenticado.", "es") == "hola ése agente ya ha sido autenticado"
+    assert normalize("Привет, мир!", "ru") == "привет мир"
+    # The English normaliser would spell "Mr." out; another language's text keeps its own words.
+    assert normalize("Mr. Smith", "fr") == "mr smith" and normalize("Mr. Smith", "en") == "mister smith"
+    assert one("Clave incorrecta.", "clave incorrecta", language="es").wer == 0.0
+
+
+def test_subsets_split_languages_short_and_long_clips():
+    items = [
+        Hypothesis("es", "uno dos tres", "uno dos", 2.0, language="es"),
+        Hypothesis("en", "the cat sat on the mat today", "the cat sat on the mat today", 16.0),
+        Hypothesis("en2", "Yes.", "no", 1.0, language="en"),
+    ]
+    found = {s.label: s for s in subsets(score(items, wall_seconds=1.0).utterances)}
+    assert list(found) == ["language en", "language es", "short (1–4 words)", "long (15–30 s)"]
+    assert (found["language es"].n_utterances, found["language es"].wer) == (1, pytest.approx(1 / 3))
+    assert (found["language en"].n_utterances, found["language en"].wer) == (2, pytest.approx(1 / 8))
+    assert (found["short (1–4 words)"].n_utterances, found["short (1–4 words)"].wer) == (2, pytest.approx(2 / 4))
+    assert (found["long (15–30 s)"].n_utterances, found["long (15–30 s)"].wer) == (1, 0.0)
+    english_only = subsets(score([items[1]], wall_seconds=1.0).utterances)
+    assert [(s.label, s.n_utterances, s.wer) for s in english_only] == [
+        ("short (1–4 words)", 0, None), ("long (15–30 s)", 1, 0.0)]
 
 
 def test_cer_counts_characters_including_spaces():
@@ -219,12 +245,13 @@ def test_wer_by_duration_lists_every_bucket():
 TOP_LEVEL_KEYS = {
     "model", "wer", "cer", "hits", "substitutions", "deletions", "insertions", "n_utterances", "n_skipped",
     "audio_seconds", "wall_seconds", "rtfx", "device", "batch_size", "hallucination_rate", "loop_rate",
-    "empty_rate", "timestamp_mae_ms", "timestamps", "confidence_ece", "baseline", "skipped", "utterances",
+    "empty_rate", "timestamp_mae_ms", "timestamps", "confidence_ece", "subsets", "baseline", "skipped",
+    "utterances",
 }  # fmt: skip
 UTTERANCE_KEYS = {
     "id", "audio", "duration", "reference", "hypothesis", "reference_normalized", "hypothesis_normalized", "wer",
     "cer", "hits", "substitutions", "deletions", "insertions", "alignment", "hallucination", "loop", "empty",
-    "words", "timestamp_mae_ms",
+    "words", "timestamp_mae_ms", "language",
 }  # fmt: skip
 
 
@@ -258,30 +285,3 @@ def test_find_loop_gives_where_the_first_copy_ends(text, kept):
     words = text.split()
     end = find_loop(words)
     assert (None if end is None else " ".join(words[:end])) == kept
-
-
-def test_evaluate_model_runs_the_transcriber_on_clips_of_any_length(base_models, tmp_path):
-    from pathlib import Path
-
-    import numpy as np
-    import soundfile
-    import torch
-
-    from audiograft.audio.io import load_audio
-    from audiograft.evaluation.runner import evaluate_model
-    from audiograft.manifest import Utterance
-    from audiograft.modeling.config import GraftConfig
-    from audiograft.modeling.model import GraftModel
-
-    speech = load_audio(Path(__file__).parents[2] / "examples" / "jfk.flac")
-    soundfile.write(tmp_path / "long.flac", np.concatenate([speech, speech, speech]), 16000)
-    soundfile.write(tmp_path / "silence.flac", np.zeros(16000, np.float32), 16000)
-    utterances = [Utterance(tmp_path / "long.flac", "ask not", 33.0), Utterance(tmp_path / "silence.flac", "", 1.0),
-                  Utterance(tmp_path / "missing.flac", "lost", 1.0)]
-    torch.manual_seed(0)
-    model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
-    result = evaluate_model(model.eval(), utterances, batch_size=4, name="tiny")
-    assert [s.audio for s in result.skipped] == [str(tmp_path / "missing.flac")]
-    long, silence = result.utterances
-    assert long.hypothesis and long.words and all(w.confidence is not None for w in long.words)
-    assert silence.hypothesis == "" and not silence.hallucination

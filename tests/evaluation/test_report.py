@@ -51,6 +51,9 @@ def test_report_is_self_contained_with_rows_and_diff(results, tmp_path):
     assert page.count("data:image/png;base64,") == 2  # WER by duration, confidence histogram
     assert "Baseline transcript" in page and "gone.flac" in page  # the skipped clip is listed
     assert "<b>world</b>" not in page and "&lt;b&gt;world&lt;/b&gt;" in page
+    # u2 and u3 have 4 and 3 normalised words: the short subset, where the graft inserts 2 words in 7.
+    row = re.search(r"WER, short \(1–4 words\) \(n=2\).*?</tr>", page, re.S).group()
+    assert "28.57 %" in row and "0.00 %" in row and "worse" in row
 
 
 def test_report_links_audio_relative_to_the_report_and_respects_the_cap(results, tmp_path):

@@ -28,6 +28,7 @@ from typing import Any
 
 import jiwer
 import numpy as np
+from whisper_normalizer.basic import BasicTextNormalizer
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from audiograft.inference.guards import loop_detected
@@ -39,15 +40,22 @@ HALLUCINATION_LENGTH_FACTOR = 2
 HALLUCINATION_LENGTH_SLACK = 5
 TIMESTAMP_TOLERANCES_MS = (50, 100)
 DURATION_BUCKET_EDGES = (5.0, 10.0, 20.0, 30.0)
+# The reported subsets where speech models fail apart: clips of a few words, and clips filling most of a window.
+SHORT_WORDS = range(1, 5)
+LONG_SECONDS = (15.0, 30.0)
+ENGLISH = "en"
+
 
 @cache
-def _normalizer() -> EnglishTextNormalizer:
-    return EnglishTextNormalizer()
+def _normalizer(english: bool) -> EnglishTextNormalizer | BasicTextNormalizer:
+    return EnglishTextNormalizer() if english else BasicTextNormalizer()
 
 
-def normalize(text: str) -> str:
-    """Whisper's English normalisation: lower case, no punctuation or fillers, numbers as digits, US spelling."""
-    return _normalizer()(text)
+def normalize(text: str, language: str | None = None) -> str:
+    """Whisper's normalisation, as its paper scores: for English (language None or "en") lower case, no punctuation
+    or fillers, numbers as digits, US spelling; for other languages its basic normaliser (lower case, no
+    punctuation or symbols)."""
+    return " ".join(_normalizer(language in (None, ENGLISH))(text).split())
 
 
 @dataclass
@@ -62,6 +70,7 @@ class Hypothesis:
     words: Sequence[Word | Mapping[str, Any]] | None = None
     reference_words: Sequence[Word | Mapping[str, Any]] | None = None
     error: str | None = None
+    language: str | None = None  # the spoken language, when the manifest gives it (None: English)
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,7 @@ class UtteranceScore:
     empty: bool
     words: list[ScoredWord] | None = None
     timestamps: TimestampErrors | None = None
+    language: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         row = {name: value for name, value in vars(self).items() if name not in ("alignment", "words", "timestamps")}
@@ -236,6 +246,7 @@ class EvaluationResult:
             "timestamp_mae_ms": self.timestamps.mae_ms if self.timestamps else None,
             "timestamps": self.timestamps.to_dict() if self.timestamps else None,
             "confidence_ece": self.confidence_ece,
+            "subsets": [subset.to_dict() for subset in subsets(self.utterances)],
             "baseline": self.baseline.to_dict() if self.baseline else None,
             "skipped": [vars(skip) for skip in self.skipped],
             "utterances": [utterance.to_dict() for utterance in self.utterances],
@@ -320,7 +331,7 @@ def _is_hallucination(reference_words: int, hypothesis_words: int) -> bool:
 
 
 def _score_utterance(item: Hypothesis) -> UtteranceScore:
-    reference, hypothesis = normalize(item.reference), normalize(item.hypothesis)
+    reference, hypothesis = normalize(item.reference, item.language), normalize(item.hypothesis, item.language)
     words = jiwer.process_words(reference, hypothesis)
     alignment = [
         AlignmentOp(
@@ -355,6 +366,7 @@ def _score_utterance(item: Hypothesis) -> UtteranceScore:
         empty=n_reference > 0 and n_hypothesis == 0,
         words=_scored_words(item.reference, hypothesis_words) if hypothesis_words is not None else None,
         timestamps=timestamps,
+        language=item.language,
     )
 
 
@@ -424,6 +436,38 @@ def score(
         confidence_ece=_confidence_ece(utterances, calibration_bins),
         baseline=baseline,
     )
+
+
+@dataclass(frozen=True)
+class Subset:
+    label: str
+    n_utterances: int
+    wer: float | None  # None for a subset with no utterances
+    cer: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return vars(self).copy()
+
+
+def subsets(utterances: Sequence[UtteranceScore]) -> list[Subset]:
+    """Corpus WER and CER apart for each spoken language (when any clip is not English), for short clips (1–4
+    reference words) and for long ones (15–30 s); the short and long subsets are always listed, so two systems'
+    lists line up."""
+    languages = sorted({u.language or ENGLISH for u in utterances})
+    groups = {}
+    if languages != [ENGLISH]:
+        groups |= {f"language {language}": [u for u in utterances if (u.language or ENGLISH) == language]
+                   for language in languages}
+    groups[f"short ({SHORT_WORDS.start}–{SHORT_WORDS.stop - 1} words)"] = [
+        u for u in utterances if len(u.reference_normalized.split()) in SHORT_WORDS
+    ]
+    low, high = LONG_SECONDS
+    groups[f"long ({low:g}–{high:g} s)"] = [u for u in utterances if low <= u.duration <= high]
+    return [
+        Subset(label, len(members), accuracy.wer, accuracy.cer)
+        for label, members in groups.items()
+        for accuracy in [_corpus_accuracy(members)]
+    ]
 
 
 @dataclass(frozen=True)

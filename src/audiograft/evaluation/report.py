@@ -28,6 +28,7 @@ from audiograft.evaluation.metrics import (
     EvaluationResult,
     UtteranceScore,
     judged_words,
+    subsets,
     wer_by_duration,
 )
 from audiograft.files import write_text_atomically
@@ -197,7 +198,21 @@ def _cards(result: EvaluationResult, baseline: EvaluationResult | None) -> list[
 
 
 def _metric_rows(result: EvaluationResult, baseline: EvaluationResult | None) -> list[dict[str, Any]]:
-    return [_compared(metric, result, baseline) for metric in _METRICS]
+    return [_compared(metric, result, baseline) for metric in [*_METRICS, *_subset_metrics(result)]]
+
+
+def _subset_metrics(result: EvaluationResult) -> list[_Metric]:
+    """WER and CER of each subset (language, short and long clips) the graft has clips in, found by label in
+    either system."""
+    def of(label: str, field: str) -> Callable[[EvaluationResult], float | None]:
+        return lambda r: next((getattr(s, field) for s in subsets(r.utterances) if s.label == label), None)
+
+    return [
+        _Metric(f"{name}, {subset.label} (n={subset.n_utterances})", of(subset.label, field), _percent, True)
+        for subset in subsets(result.utterances)
+        if subset.n_utterances
+        for name, field in (("WER", "wer"), ("CER", "cer"))
+    ]
 
 
 def _compared(metric: _Metric, result: EvaluationResult, baseline: EvaluationResult | None) -> dict[str, Any]:

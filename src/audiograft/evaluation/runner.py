@@ -13,7 +13,7 @@ from rich.progress import Progress
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from audiograft.audio.io import AudioError, run_on_loaded
-from audiograft.evaluation.metrics import EvaluationResult, Hypothesis, score
+from audiograft.evaluation.metrics import ENGLISH, EvaluationResult, Hypothesis, score
 from audiograft.inference.transcriber import Transcriber, TranscriptionOptions
 from audiograft.inference.transcript import Transcript
 from audiograft.manifest import Utterance
@@ -44,7 +44,7 @@ def run_system(
                 utterance = utterances[index]
                 record = Hypothesis(
                     id=str(index), reference=utterance.text, hypothesis="", duration=utterance.duration,
-                    audio=str(utterance.audio), reference_words=utterance.words,
+                    audio=str(utterance.audio), reference_words=utterance.words, language=spoken_language(utterance),
                 )
                 if isinstance(output, AudioError):
                     record.error = str(output)
@@ -57,6 +57,12 @@ def run_system(
             progress.advance(task, len(indices))
     wall_seconds = time.perf_counter() - start
     return [hypotheses[i] for i in range(len(utterances))], wall_seconds
+
+
+def spoken_language(utterance: Utterance) -> str | None:
+    """The language a manifest record says its clip speaks (its "language" field), or None: English."""
+    language = utterance.metadata.get("language")
+    return str(language) if language else None
 
 
 def evaluate_model(model: Any, utterances: Sequence[Utterance], batch_size: int = 8, name: str = "") -> EvaluationResult:
@@ -79,9 +85,31 @@ class WhisperBaseline:
         self.model = WhisperForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
 
     @torch.no_grad()
-    def transcribe(self, waveforms: list[np.ndarray]) -> list[str]:
+    def transcribe(self, waveforms: list[np.ndarray], language: str = ENGLISH) -> list[str]:
         features = self.processor.feature_extractor(
             waveforms, sampling_rate=16_000, return_tensors="pt"
         ).input_features.to(self.device, self.model.dtype)
-        tokens = self.model.generate(features, language="en", task="transcribe")
+        tokens = self.model.generate(features, language=language, task="transcribe")
         return [text.strip() for text in self.processor.batch_decode(tokens, skip_special_tokens=True)]
+
+    def evaluate(
+        self, utterances: Sequence[Utterance], batch_size: int, max_seconds: float | None = None, device: str = ""
+    ) -> EvaluationResult:
+        """Score Whisper on manifest utterances, each clip decoded in the language its manifest record names
+        (English when it names none): Whisper told the language, its best case."""
+        by_language: dict[str, list[int]] = {}
+        for index, utterance in enumerate(utterances):
+            by_language.setdefault(spoken_language(utterance) or ENGLISH, []).append(index)
+        hypotheses: dict[int, Hypothesis] = {}
+        wall_seconds = 0.0
+        for language, indices in by_language.items():
+            group, seconds = run_system(
+                partial(self.transcribe, language=language), [utterances[i] for i in indices], batch_size,
+                f"whisper baseline ({language})", max_seconds=max_seconds,
+            )
+            wall_seconds += seconds
+            for index, hypothesis in zip(indices, group, strict=True):
+                hypothesis.id = str(index)
+                hypotheses[index] = hypothesis
+        return score([hypotheses[i] for i in range(len(utterances))], wall_seconds=wall_seconds,
+                     model=f"whisper ({self.name})", device=device or str(self.device), batch_size=batch_size)

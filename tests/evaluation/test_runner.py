@@ -1,0 +1,60 @@
+"""Running systems over manifests: the graft through the Transcriber, Whisper as the baseline."""
+
+from pathlib import Path
+
+import numpy as np
+
+from audiograft.evaluation.runner import WhisperBaseline, spoken_language
+from audiograft.manifest import Utterance
+
+
+def test_spoken_language_reads_the_records_language_field():
+    assert spoken_language(Utterance(Path("a.flac"), "hola", 1.0, metadata={"language": "es"})) == "es"
+    assert spoken_language(Utterance(Path("a.flac"), "hello", 1.0)) is None
+
+
+def test_whisper_baseline_decodes_each_clip_in_its_records_language(tmp_path):
+    import soundfile
+
+    for name in ("a", "b", "c"):
+        soundfile.write(tmp_path / f"{name}.flac", np.zeros(8000, np.float32), 16000)
+    utterances = [
+        Utterance(tmp_path / "a.flac", "hola", 0.5, metadata={"language": "es"}),
+        Utterance(tmp_path / "b.flac", "hello", 0.5),
+        Utterance(tmp_path / "c.flac", "bonjour", 0.5, metadata={"language": "fr"}),
+    ]
+    baseline = WhisperBaseline.__new__(WhisperBaseline)  # the grouping under test needs no model
+    baseline.name, baseline.device = "fake", "cpu"
+    greetings = {"es": "hola", "en": "hello", "fr": "salut"}
+    baseline.transcribe = lambda waveforms, language: [greetings[language]] * len(waveforms)
+    result = baseline.evaluate(utterances, batch_size=2)
+    assert [(u.id, u.hypothesis, u.language) for u in result.utterances] == [
+        ("0", "hola", "es"), ("1", "hello", None), ("2", "salut", "fr")]
+    assert result.wer == 1 / 3 and result.model == "whisper (fake)"
+
+
+def test_evaluate_model_runs_the_transcriber_on_clips_of_any_length(base_models, tmp_path):
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile
+    import torch
+
+    from audiograft.audio.io import load_audio
+    from audiograft.evaluation.runner import evaluate_model
+    from audiograft.manifest import Utterance
+    from audiograft.modeling.config import GraftConfig
+    from audiograft.modeling.model import GraftModel
+
+    speech = load_audio(Path(__file__).parents[2] / "examples" / "jfk.flac")
+    soundfile.write(tmp_path / "long.flac", np.concatenate([speech, speech, speech]), 16000)
+    soundfile.write(tmp_path / "silence.flac", np.zeros(16000, np.float32), 16000)
+    utterances = [Utterance(tmp_path / "long.flac", "ask not", 33.0), Utterance(tmp_path / "silence.flac", "", 1.0),
+                  Utterance(tmp_path / "missing.flac", "lost", 1.0)]
+    torch.manual_seed(0)
+    model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
+    result = evaluate_model(model.eval(), utterances, batch_size=4, name="tiny")
+    assert [s.audio for s in result.skipped] == [str(tmp_path / "missing.flac")]
+    long, silence = result.utterances
+    assert long.hypothesis and long.words and all(w.confidence is not None for w in long.words)
+    assert silence.hypothesis == "" and not silence.hallucination
