@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=50, help="per process")
     parser.add_argument("--texts", type=Path, default=TEXTS)
     parser.add_argument("--output", type=Path)
-    parser.add_argument("--write-texts", type=int, metavar="COUNT", help="draw COUNT corpus texts into --texts and stop")
+    parser.add_argument("--write-texts", type=int, metavar="COUNT", help="draw COUNT corpus texts into TEXTS, stop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.write_texts:
@@ -111,7 +111,6 @@ def main() -> None:
         "utterances_per_second": round(utterances / wall, 2),
         "audio_seconds_per_second": round(audio_seconds / wall, 1),
         "mean_utterance_seconds": round(audio_seconds / utterances, 2),
-        "hours_of_audio_per_hour": round(audio_seconds / wall, 1),
         "load_and_warmup_seconds_max": round(max(row["load_and_warmup_seconds"] for row in rows), 1),
         "max_allocated_gib_per_worker": max((row.get("max_allocated_gib", 0) for row in rows), default=0),
         "device_used_gib": max((row.get("device_used_gib", 0) for row in rows), default=0),

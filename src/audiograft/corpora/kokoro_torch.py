@@ -183,7 +183,7 @@ def _graph_weights(graph: onnx.GraphProto, targets: set[str]) -> Iterator[tuple[
             scale, zero_point = initializer(dequantize.input[1]), initializer(dequantize.input[2])
             key = inputs[0].split(".", 1)[1].removesuffix("_quantized")
             yield key, _dequantize(values[inputs[0]], zero_point, scale), inputs[0]
-        elif node.op_type in ("Conv", "ConvTranspose") and inputs[1] in values and not inputs[1].startswith("decoder.decoder.generator.stft"):
+        elif node.op_type in ("Conv", "ConvTranspose") and inputs[1] in values and not _DERIVED.search(inputs[1]):
             yield _module_of(node.name, targets) + ".weight", values[inputs[1]], inputs[1]
         elif node.op_type == "MatMul" and len(inputs) > 1 and inputs[1] in values:
             yield _module_of(node.name, targets) + ".weight", values[inputs[1]].T, inputs[1]
@@ -255,12 +255,13 @@ def convert(onnx_path: Path) -> dict[str, torch.Tensor]:
             state[key] = reference[key]
     missing = sorted(targets - set(state))
     weights = {init.name for init in graph.initializer if _is_weight(init)}
-    unused = sorted(name for name in weights - used if not _DERIVED.search(name))
+    unused = sorted(weights - used)
     if missing or unused:
-        raise ValueError(f"Kokoro conversion incomplete: KModel entries not filled {missing}, graph weights unused {unused}")
+        raise ValueError(f"Kokoro conversion incomplete: KModel entries not filled {missing}, unused weights {unused}")
     for key, tensor in state.items():
         if tensor.shape != reference[key].shape:
-            raise ValueError(f"{key}: graph gives shape {tuple(tensor.shape)}, KModel wants {tuple(reference[key].shape)}")
+            wanted = tuple(reference[key].shape)
+            raise ValueError(f"{key}: the graph gives {tuple(tensor.shape)}, KModel wants {wanted}")
     return {key: tensor.to(torch.float32).contiguous() for key, tensor in state.items()}
 
 
