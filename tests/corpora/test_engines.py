@@ -69,6 +69,7 @@ def test_kokoro_speaks_a_sentence_as_16k_float_audio_with_word_timings():
     assert [w.word for w in words] == ["The", "cat", "sat", "down"]
     # Word times are rounded to the millisecond.
     assert all(0 <= w.start < w.end <= audio.size / SAMPLE_RATE + 1e-3 for w in words)
+    assert all(a.end <= b.start for a, b in zip(words, words[1:]))
 
 
 @requires_kokoro

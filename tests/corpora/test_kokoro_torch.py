@@ -1,6 +1,7 @@
 """Kokoro-82M in PyTorch with weights converted from the int8 ONNX export."""
 
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from audiograft.corpora.kokoro_torch import (  # noqa: E402
     convert,
     converted_weights,
     empty_model,
+    import_kmodel,
     model_path,
 )
 
@@ -40,6 +42,14 @@ def test_module_of_maps_onnx_scopes_to_kmodel_modules():
     assert _module_of("/encoder/predictor/lstm/LSTM_quant", targets) == "predictor.lstm"
     with pytest.raises(ValueError, match="no single KModel module"):
         _module_of("/decoder/decoder/nowhere/Conv_quant", targets)
+
+
+def test_kmodel_imports_without_the_package_init_and_kokoro_stays_findable():
+    assert import_kmodel().__name__ == "KModel"
+    # kokoro/__init__.py would import the misaki G2P pipeline.
+    assert "kokoro.pipeline" not in sys.modules
+    # importlib.util.find_spec failed on the package module once it was made without a spec.
+    assert KokoroEngine.is_installed()
 
 
 @pytest.fixture(scope="module")

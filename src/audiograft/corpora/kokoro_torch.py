@@ -18,7 +18,6 @@ import logging
 import re
 import sys
 import tempfile
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,14 +90,13 @@ _DERIVED = re.compile(
 
 def import_kmodel() -> type[KModel]:
     """kokoro.model.KModel without running kokoro/__init__.py, which imports the G2P pipeline (misaki, spacy) that
-    we replace with kokoro-onnx's phonemizer: the package is registered as an empty namespace first."""
+    we replace with kokoro-onnx's phonemizer: the package module is made from its spec but not executed, so its
+    submodules import and its __init__ does not."""
     if "kokoro" not in sys.modules:
         spec = importlib.util.find_spec("kokoro")
-        if spec is None or spec.submodule_search_locations is None:
+        if spec is None:
             raise ModuleNotFoundError("kokoro is not installed (pip install --no-deps kokoro==0.9.4)")
-        package = types.ModuleType("kokoro")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["kokoro"] = package
+        sys.modules["kokoro"] = importlib.util.module_from_spec(spec)
     from kokoro.model import KModel
 
     return KModel
