@@ -1,7 +1,7 @@
 """Kokoro in PyTorch (weights converted from the int8 ONNX export) against the int8 ONNX export itself on onnxruntime,
 both on one CPU thread, on the same corpus texts, voices and phonemes.
 
-    python benchmarks/kokoro_torch_vs_onnx.py [--utterances 20] [--output benchmarks/tts/kokoro_torch_vs_onnx.json]
+    python benchmarks/kokoro_torch_vs_onnx.py [--utterances 20] [--seed 0] [--output benchmarks/tts/kokoro_torch_vs_onnx.json]
 
 Per utterance (texts of at most 30 words from audiograft.corpora.texts.load_texts, seeded; the US-accent Kokoro voices
 in turn; rate 1): the frame count per token of both (the ONNX one read from the inner tensor that holds it), and, for
@@ -66,11 +66,12 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--utterances", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     texts = [text for source in load_texts().values() for text in source]
-    order = np.random.default_rng(0).permutation(len(texts))
+    order = np.random.default_rng(args.seed).permutation(len(texts))
     sentences = [t for t in (texts[i] for i in order) if len(t.split()) <= 30][: args.utterances]
     engine = KokoroEngine()
     voices = [v for v in engine.voices() if v.name.endswith("-us")]
