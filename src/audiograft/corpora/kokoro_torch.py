@@ -274,6 +274,8 @@ def _is_weight(init: onnx.TensorProto) -> bool:
 
 
 _LOCK = Path(tempfile.gettempdir()) / "audiograft-kokoro.lock"
+# In the cached file's name: raised whenever convert() changes, so no one loads an older conversion.
+CONVERSION_VERSION = 1
 
 
 def converted_weights() -> Path:
@@ -289,7 +291,7 @@ def converted_weights() -> Path:
         # process converts while the others wait for its file.
         fcntl.flock(lock, fcntl.LOCK_EX)
         source = model_path()
-        target = source.with_name(f"{source.stem}.torch.safetensors")
+        target = source.with_name(f"{source.stem}.torch-v{CONVERSION_VERSION}.safetensors")
         if not target.exists():
             logger.info("Converting %s to PyTorch weights at %s", source, target)
             state = convert(source)
