@@ -5,7 +5,7 @@ Two phases, so that one machine can synthesise (Kokoro on a GPU) and another sco
 
     python benchmarks/voice_wer.py synth CLIPS [--engines espeak,flite] [--per-voice 6] [--seed 0] [--texts T.json.gz]
     python benchmarks/voice_wer.py score CLIPS [CLIPS...] [--output benchmarks/tts/voice_wer.json]
-        [--markdown benchmarks/tts/voice_wer.md] [--table src/audiograft/corpora/voice_wer.json]
+        [--markdown benchmarks/tts/voice_wer.md] [--table src/audiograft/corpora/voice_wer.json] [--keep TABLE]
 
 synth writes CLIPS/audio/*.flac and CLIPS/manifest.jsonl (speaker = voice id, with its engine, rate and pitch):
 --per-voice utterances for every voice of the chosen engines (all installed ones by default; --per-voice-for
@@ -17,7 +17,8 @@ score transcribes each directory's clips with whisper-base (faster-whisper on th
 int8, 2 threads, beam 5, English, as benchmarks/tts_engines.py), keeping the transcripts in CLIPS/hypotheses.jsonl
 (reruns transcribe only new clips), then writes the per-voice table (voice, engine, families, utterances, words, WER;
 corpus-level WER on Whisper-normalised text, audiograft.evaluation.metrics.score), the per-engine and per-family
-summary as markdown, and the measured table the corpus reads.
+summary as markdown, and the measured table the corpus reads. --keep adds the voices of an earlier measured table
+(e.g. Kokoro's clips scored later: `score KOKORO_CLIPS --keep src/audiograft/corpora/voice_wer.json`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from audiograft.corpora.voice_quality import (
     Measurement,
     drop_reason,
     family_measurements,
+    read_measurements,
     voice_families,
     write_measurements,
 )
@@ -86,7 +88,7 @@ def synth(clips: Path, engines: list[str] | None, per_voice: int, per_engine: di
     rng = np.random.default_rng([seed, 2])
     manifest = clips / "manifest.jsonl"
     done = {u.audio.name: u for u in read_manifest(manifest)} if manifest.is_file() else {}
-    utterances = []
+    utterances, made = [], set()
     for voice, count in zip(voices, counts, strict=True):
         for index in range(count):
             text = next(texts)
@@ -97,12 +99,18 @@ def synth(clips: Path, engines: list[str] | None, per_voice: int, per_engine: di
                 continue
             audio, _ = engine_named(voice.engine).synthesize(text, voice, rate, pitch)
             write_audio(path, audio)
+            made.add(path.name)
             utterances.append(Utterance(path, text, round(audio.size / SAMPLE_RATE, 3), speaker=voice.id,
                                         metadata={"engine": voice.engine, "voice": voice.name, "rate": rate,
                                                   "pitch": pitch}))
         logger.info("%s: %d clips", voice.id, count)
         write_manifest(manifest, utterances)
     write_manifest(manifest, utterances)
+    transcripts = clips / "hypotheses.jsonl"
+    if made and transcripts.is_file():
+        # A clip made again (other texts) needs a new transcript.
+        lines = [line for line in transcripts.read_text().splitlines() if next(iter(json.loads(line))) not in made]
+        write_text_atomically(transcripts, "".join(f"{line}\n" for line in lines))
 
 
 def transcribe_all(clips: Path, model) -> dict[str, str]:
@@ -179,11 +187,14 @@ def markdown(rows: list[dict], measured: dict[Voice, Measurement], command: str)
     return "\n".join(lines) + "\n"
 
 
-def score_command(directories: list[Path], output: Path, markdown_path: Path, table: Path, command: str) -> None:
+def score_command(directories: list[Path], output: Path, markdown_path: Path, table: Path, command: str,
+                  keep: Path | None) -> None:
     from faster_whisper import WhisperModel
 
     model = WhisperModel(str(faster_whisper_dir()), device="cpu", compute_type="int8", cpu_threads=WHISPER_THREADS)
     measured, worst = measured_voices(directories, model)
+    if keep is not None:
+        measured = read_measurements(keep) | measured
     families = family_measurements(measured)
     rows = summary_rows(measured)
     report = {
@@ -218,6 +229,8 @@ def main() -> None:
     rate.add_argument("--output", type=Path, default=Path("benchmarks/tts/voice_wer.json"))
     rate.add_argument("--markdown", type=Path, default=Path("benchmarks/tts/voice_wer.md"))
     rate.add_argument("--table", type=Path, default=MEASURED_TABLE)
+    rate.add_argument("--keep", type=Path, metavar="TABLE",
+                      help="an earlier measured table (--table): its voices stay in, unless measured again here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     command = " ".join(["python", *sys.argv])
@@ -226,7 +239,7 @@ def main() -> None:
         engines = args.engines.split(",") if args.engines else None
         synth(args.clips, engines, args.per_voice, per_engine, args.seed, args.texts)
     else:
-        score_command(args.clips, args.output, args.markdown, args.table, command)
+        score_command(args.clips, args.output, args.markdown, args.table, command, args.keep)
 
 
 if __name__ == "__main__":
