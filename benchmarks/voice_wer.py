@@ -7,7 +7,7 @@ Two phases, so that one machine can synthesise (Kokoro on a GPU) and another sco
     python benchmarks/voice_wer.py score CLIPS [CLIPS...] [--output benchmarks/tts/voice_wer.json]
         [--markdown benchmarks/tts/voice_wer.md] [--table src/audiograft/corpora/voice_wer.json] [--keep TABLE]
 
-synth writes CLIPS/audio/*.flac and CLIPS/manifest.jsonl (speaker = voice id, with its engine, rate and pitch):
+synth writes CLIPS/audio/*.flac (--opus: *.ogg, Ogg/Opus) and CLIPS/manifest.jsonl (speaker = voice id, with its engine, rate and pitch):
 --per-voice utterances for every voice of the chosen engines (all installed ones by default; --per-voice-for
 ENGINE=N overrides the count for an engine), each with a different text drawn from the corpus's text mix
 (texts.load_texts, or the pools `audiograft data texts` wrote, weighted by texts.source_weights), rate and pitch drawn
@@ -32,6 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from audiograft.audio.io import SAMPLE_RATE, load_audio, write_audio
 from audiograft.corpora.engines import Voice, available_voices, engine_named
@@ -49,7 +50,7 @@ from audiograft.corpora.voice_quality import (
     write_measurements,
 )
 from audiograft.evaluation.metrics import Hypothesis, score
-from audiograft.files import write_text_atomically
+from audiograft.files import atomic_path, write_text_atomically
 from audiograft.manifest import Utterance, read_manifest, write_manifest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,8 +78,14 @@ def draw_texts(pools: dict[str, list[str]], count: int, seed: int) -> list[str]:
     return texts
 
 
+def write_opus(path: Path, audio: np.ndarray) -> None:
+    """A clip as Ogg/Opus, a fifth of FLAC's size, for clips that travel back from another machine."""
+    with atomic_path(path) as temporary:
+        soundfile.write(str(temporary), audio, SAMPLE_RATE, format="OGG", subtype="OPUS")
+
+
 def synth(clips: Path, engines: list[str] | None, per_voice: int, per_engine: dict[str, int], seed: int,
-          texts_file: Path | None) -> None:
+          texts_file: Path | None, opus: bool = False) -> None:
     voices = [v for v in available_voices() if engines is None or v.engine in engines]
     if engines and (missing := set(engines) - {v.engine for v in voices}):
         raise SystemExit(f"no voice of {sorted(missing)} is installed")
@@ -93,12 +100,12 @@ def synth(clips: Path, engines: list[str] | None, per_voice: int, per_engine: di
         for index in range(count):
             text = next(texts)
             rate, pitch = (round(float(rng.uniform(*bounds)), 3) for bounds in (RATE_RANGE, PITCH_RANGE))
-            path = clips / "audio" / f"{voice.id}-{index:02d}.flac"
+            path = clips / "audio" / f"{voice.id}-{index:02d}.{'ogg' if opus else 'flac'}"
             if path.name in done and done[path.name].text == text:
                 utterances.append(done[path.name])
                 continue
             audio, _ = engine_named(voice.engine).synthesize(text, voice, rate, pitch)
-            write_audio(path, audio)
+            (write_opus if opus else write_audio)(path, audio)
             made.add(path.name)
             utterances.append(Utterance(path, text, round(audio.size / SAMPLE_RATE, 3), speaker=voice.id,
                                         metadata={"engine": voice.engine, "voice": voice.name, "rate": rate,
@@ -226,6 +233,7 @@ def main() -> None:
     make.add_argument("--per-voice-for", action="append", default=[], metavar="ENGINE=N")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--texts", type=Path, help="text pools written by `audiograft data texts`")
+    make.add_argument("--opus", action="store_true", help="write Ogg/Opus clips instead of FLAC (a fifth the size)")
     rate = commands.add_parser("score", help="transcribe clips with whisper-base and write the tables")
     rate.add_argument("clips", type=Path, nargs="+")
     rate.add_argument("--output", type=Path, default=Path("benchmarks/tts/voice_wer.json"))
@@ -239,7 +247,7 @@ def main() -> None:
     if args.command == "synth":
         per_engine = {engine: int(n) for engine, _, n in (item.partition("=") for item in args.per_voice_for)}
         engines = args.engines.split(",") if args.engines else None
-        synth(args.clips, engines, args.per_voice, per_engine, args.seed, args.texts)
+        synth(args.clips, engines, args.per_voice, per_engine, args.seed, args.texts, args.opus)
     else:
         score_command(args.clips, args.output, args.markdown, args.table, command, args.keep)
 
