@@ -50,6 +50,10 @@ def test_a_small_sample_is_judged_by_its_families_and_a_large_one_by_itself():
     assert "on 200 words" in drop_reason(Voice("flite", "kal16"), measured)
     assert drop_reason(Voice("flite", "slt"), measured) is None
     assert drop_reason(Voice("flite", "awb"), measured) is None  # never measured
+    # Many words in few utterances: a sentence or two decide, so the families judge.
+    few_utterances = {Voice("pico", "en-GB"): Measurement(6, 2 * MIN_VOICE_WORDS, 0),
+                      Voice("pico", "en-US"): Measurement(6, 2 * MIN_VOICE_WORDS, 2 * MIN_VOICE_WORDS)}
+    assert drop_reason(Voice("pico", "en-GB"), few_utterances) == "pico WER 50.0%"
 
 
 def test_usable_voices_drop_by_engine_and_name_keep_unmeasured_ones_and_log_once(caplog):

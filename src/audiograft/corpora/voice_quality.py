@@ -23,10 +23,12 @@ logger = logging.getLogger(__name__)
 MAX_VOICE_WER = 0.30
 # Six utterances of a voice hold some 70 words, and their errors come in clumps (one misheard sentence), so a voice's
 # own WER swings by ten points or more between draws: judged alone, good voices would be dropped by bad luck and bad
-# ones kept. A voice is therefore judged by its own sample only from MIN_VOICE_WORDS words on (the binomial standard
-# error of a 30% WER is then about 3 points), and otherwise by the pooled WER of each family it belongs to
-# (voice_families: dozens of voices sharing an accent or a variant pool hundreds of words), dropped if any is over.
+# ones kept. A voice is therefore judged by its own sample only from MIN_VOICE_WORDS words in MIN_VOICE_UTTERANCES
+# utterances on (the binomial standard error of a 30% WER is then about 3 points, and no one or two sentences decide),
+# and otherwise by the pooled WER of each family it belongs to (voice_families: the 8 to 13 voices sharing an accent or
+# a variant pool 50 to 80 utterances), dropped if any is over.
 MIN_VOICE_WORDS = 200
+MIN_VOICE_UTTERANCES = 12
 MEASURED_TABLE = Path(__file__).with_name("voice_wer.json")
 
 
@@ -79,7 +81,7 @@ def drop_reason(
     own = measured.get(Voice(voice.engine, voice.name))
     if own is None:
         return None
-    if own.words >= MIN_VOICE_WORDS:
+    if own.words >= MIN_VOICE_WORDS and own.utterances >= MIN_VOICE_UTTERANCES:
         return f"WER {own.wer:.1%} on {own.words} words" if own.wer > max_wer else None
     families = family_measurements(measured) if families is None else families
     over = [f"{family} WER {families[family].wer:.1%}" for family in voice_families(voice)
