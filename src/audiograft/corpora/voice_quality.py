@@ -117,7 +117,8 @@ def read_measurements(path: Path = MEASURED_TABLE) -> dict[Voice, Measurement]:
 
 
 def usable_voices(voices: Iterable[Voice], measured: Mapping[Voice, Measurement] | None = None) -> list[Voice]:
-    """The voices the corpus may use: all but those drop_reason leaves out, which are logged in one line."""
+    """The voices the corpus may use: all but those drop_reason leaves out, which are logged in one line. The voices
+    kept keep their weights, so an engine that loses voices loses that share of the corpus to the others."""
     measured = read_measurements() if measured is None else measured
     families = family_measurements(measured)
     voices = list(voices)
