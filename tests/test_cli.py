@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import get_args
 
 import numpy as np
+import pytest
 import soundfile
 import torch
 import typer
@@ -17,6 +18,10 @@ from audiograft import cli
 from audiograft.audio.io import load_audio
 from audiograft.bench.config import BenchConfig
 from audiograft.cli import app
+from audiograft.corpora import texts
+from audiograft.corpora.engines import EspeakEngine
+from audiograft.corpora.synthesis import corpus_voices, plan_corpus
+from audiograft.corpora.texts import source_weights
 from audiograft.inference.options import DEFAULT_CPU_THREADS, TranscriptionOptions
 from audiograft.inference.transcript import OUTPUT_FORMATS
 from audiograft.modeling.config import EncoderContext, GraftConfig, ProjectorType
@@ -285,3 +290,29 @@ def test_serve_reads_the_api_key_from_the_environment(monkeypatch):
     result = runner.invoke(app, ["serve", "--max-batch-size", "2"])
     assert result.exit_code == 0, result.output
     assert started["settings"].api_key == "from-env" and started["settings"].max_batch_size == 2
+
+
+@pytest.mark.skipif(not EspeakEngine.is_installed(), reason="espeak-ng not installed")
+def test_data_synth_parts_from_written_text_pools_merge_into_one_corpus(tmp_path, monkeypatch):
+    pools = {"dialogue": [f"Could you call {name} back tonight?" for name in ("Anna", "Ben", "Carla", "Dan")],
+             "commands": [f"Turn the {thing} off now." for thing in ("light", "radio", "heater", "fan")]}
+    monkeypatch.setattr(texts, "load_texts", lambda: pools)
+    written = runner.invoke(app, ["data", "texts", str(tmp_path / "texts.json.gz")])
+    assert written.exit_code == 0, written.output
+    monkeypatch.setattr(texts, "load_texts", lambda: pytest.fail("--texts must be planned from, not the sources"))
+    common = ["--engines", "espeak", "--texts", str(tmp_path / "texts.json.gz"), "--workers", "1",
+              "--test-fraction", "0.5"]
+    for part, options in (("a", ["--utterances", "2"]), ("b", ["--utterances", "4", "--start", "2"])):
+        built = runner.invoke(app, ["data", "synth", str(tmp_path / part), *options, *common])
+        assert built.exit_code == 0, built.output
+    merged = runner.invoke(app, ["data", "merge", str(tmp_path / "all"), str(tmp_path / "a"), str(tmp_path / "b")])
+    assert merged.exit_code == 0, merged.output
+    records = [json.loads(line) for line in (tmp_path / "all" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in records] == [u.text for u in plan_corpus(
+        4, corpus_voices(["espeak"]), pools, 0, 0.5, source_weights(pools))]
+    assert all(r["speaker"].startswith("espeak-") for r in records)
+
+
+def test_data_synth_names_engines_it_does_not_know():
+    result = runner.invoke(app, ["data", "synth", "unused", "--utterances", "2", "--engines", "espeak,nope"])
+    assert result.exit_code == 2 and "unknown TTS engines ['nope']" in result.output

@@ -435,22 +435,60 @@ def align_train(
 @data_app.command("synth")
 def synth(
     output: Annotated[Path, typer.Argument(help="Corpus directory (audio/, train.jsonl, test.jsonl).")],
-    utterances: Annotated[int, typer.Option(min=1, help="How many utterances in all.")],
+    utterances: Annotated[int, typer.Option(min=1, help="How many utterances in all (every part's together).")],
     seed: Annotated[int, typer.Option(help="Same seed, same corpus.")] = 0,
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel synthesis processes (default: all cores).")] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of voices and sentences held out for test.")] = 0.1,
+    engines: Annotated[str | None, typer.Option(
+        metavar="NAMES", help="Only these TTS engines, comma-separated (e.g. kokoro,espeak; default: every "
+                              "installed one).")] = None,
+    texts: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Plan from the text pools `audiograft data texts` wrote (default: load the text "
+                             "sources installed here).")] = None,
+    start: Annotated[int, typer.Option(
+        min=0, help="Make only the plan's utterances from this one on: parts built on several machines take "
+                    "disjoint ranges of one plan (same seed and --texts), then `audiograft data merge` joins them.")] = 0,
 ) -> None:
     """Synthesise a multi-voice English corpus, test voices and sentences held out; rerun to resume."""
     import os
 
     from audiograft.corpora.synthesis import build_corpus
+    from audiograft.corpora.texts import read_text_pools
 
+    pools = read_text_pools(texts) if texts is not None else None
     summary = build_corpus(output, utterances, seed=seed, workers=workers or os.cpu_count() or 1,
-                           test_fraction=test_fraction)
+                           test_fraction=test_fraction, engines=engines.split(",") if engines else None,
+                           texts=pools, start=start)
     for split in sorted(summary.utterances):
         console.print(f"{split}: {summary.utterances[split]} utterances, {summary.hours[split]:.2f} h, "
                       f"{len(summary.voices[split])} voices")
     console.print(f"{summary.wall_seconds:.0f} s; failed: {summary.failed}")
+
+
+@data_app.command("texts")
+def text_pools(
+    output: Annotated[Path, typer.Argument(help="File to write (gzipped JSON, e.g. texts.json.gz).")],
+) -> None:
+    """Write the corpus's text pools as the text sources installed here give them, with their licences, for
+    `audiograft data synth --texts` on a machine without those sources."""
+    from audiograft.corpora.texts import load_texts, write_text_pools
+
+    pools = load_texts()
+    write_text_pools(output, pools)
+    console.print(f"wrote {output}: " + ", ".join(f"{name} {len(pool)}" for name, pool in pools.items()))
+
+
+@data_app.command("merge")
+def merge_parts(
+    output: Annotated[Path, typer.Argument(help="Directory for the merged manifests (train.jsonl, test.jsonl).")],
+    parts: Annotated[list[Path], typer.Argument(help="Corpus directories `audiograft data synth` built.")],
+) -> None:
+    """Join corpus parts built on several machines into one corpus: manifests that point into the parts' audio
+    (relative paths: keep the parts and OUTPUT together)."""
+    from audiograft.corpora.synthesis import merge_corpora
+
+    counts = merge_corpora(output, parts)
+    console.print(f"wrote {output}: " + ", ".join(f"{split} {count} utterances" for split, count in counts.items()))
 
 
 @data_app.command("dev")

@@ -1,5 +1,6 @@
 """The TTS engines and their helpers."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -82,6 +83,32 @@ def test_espeak_still_speaks_after_kokoro_loaded_its_own_espeak_ng_in_the_same_p
         "engine = EspeakEngine()\n"
         "audio, _ = engine.synthesize('The cat sat down.', engine.voices()[0], 1.0, 1.0)\n"
         "assert audio.size > 0\n"
+    )
+    environment = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("espeakng_loader") is None, reason="espeakng-loader not installed")
+def test_espeak_falls_back_to_the_espeakng_loader_library_and_keeps_its_state_apart_from_kokoros():
+    # A fresh interpreter without the system's espeak-ng, as on a machine with pip wheels only. kokoro-onnx's
+    # phonemiser loads the wheel's library first and keeps its language there; espeak speaks in another.
+    script = (
+        "import ctypes, ctypes.util, espeakng_loader\n"
+        "from audiograft.corpora.engines import EspeakEngine\n"
+        "ctypes.util.find_library = lambda name: None\n"
+        "phonemiser = ctypes.CDLL(espeakng_loader.get_library_path())\n"
+        "assert phonemiser.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0) > 0\n"
+        "assert phonemiser.espeak_SetVoiceByName(b'en-us') == 0\n"
+        "phonemiser.espeak_GetCurrentVoice.restype = ctypes.POINTER(ctypes.c_char_p)\n"
+        "language = phonemiser.espeak_GetCurrentVoice()[0]\n"
+        "engine = EspeakEngine()\n"
+        "assert EspeakEngine.is_installed()\n"
+        "assert engine.library_location() == (espeakng_loader.get_library_path(), espeakng_loader.get_data_path())\n"
+        "voice = next(v for v in engine.voices() if v.name == 'en-gb-scotland+f2')\n"
+        "audio, words = engine.synthesize('The cat sat down.', voice, 1.0, 1.0)\n"
+        "assert audio.size > 8000 and [w.word for w in words] == ['The', 'cat', 'sat', 'down']\n"
+        "assert phonemiser.espeak_GetCurrentVoice()[0] == language, phonemiser.espeak_GetCurrentVoice()[0]\n"
     )
     environment = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)

@@ -7,12 +7,15 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
+from audiograft.audio.io import write_audio
 from audiograft.corpora import engines, synthesis, texts
 from audiograft.corpora.engines import Voice
 from audiograft.corpora.synthesis import build_corpus
+from audiograft.manifest import read_manifest, read_training_manifest
 
 UTTERANCES = 12
 
@@ -98,10 +101,10 @@ def test_splits_are_disjoint_by_voice_and_sentence(corpus):
 
 
 @requires_engine
-def test_same_seed_gives_the_same_assignment(corpus, voices):
+def test_same_seed_gives_the_same_assignment(corpus):
     loaded = texts.load_texts()
     plan = synthesis.plan_corpus(
-        UTTERANCES, voices, loaded, seed=3, test_fraction=0.25, weights=texts.source_weights(loaded)
+        UTTERANCES, synthesis.corpus_voices(), loaded, seed=3, test_fraction=0.25, weights=texts.source_weights(loaded)
     )
     records = read_jsonl(corpus / "manifest.jsonl")
     assert [(r["text"], r["speaker"], r["rate"], r["pitch"]) for r in records] == [
@@ -139,10 +142,81 @@ def test_rerun_only_redoes_what_is_missing(corpus):
 
 
 @requires_engine
-def test_voices_json_says_how_every_speaker_was_made(corpus, voices):
+def test_voices_json_says_how_every_speaker_was_made(corpus):
     described = json.loads((corpus / "voices.json").read_text())
     assert {r["speaker"] for r in read_jsonl(corpus / "manifest.jsonl")} <= described.keys()
-    for voice in voices:
+    for voice in synthesis.corpus_voices():
         assert described[voice.id] == {
             "engine": voice.engine, "name": voice.name, "weight": voice.weight, "settings": dict(voice.settings)
         }
+
+
+def test_an_engines_test_voices_do_not_depend_on_the_other_engines_installed():
+    alpha = [Voice("alpha", f"a{i}") for i in range(7)]
+    beta = [Voice("beta", f"b{i}") for i in range(9)]
+    for seed in range(5):
+        together = synthesis.split_voices(alpha + beta, 0.3, seed)["test"]
+        assert [v for v in together if v.engine == "beta"] == synthesis.split_voices(beta, 0.3, seed)["test"]
+
+
+def test_corpus_voices_name_unknown_and_missing_engines(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown TTS engines \['nope'\]"):
+        synthesis.corpus_voices(["espeak", "nope"])
+    monkeypatch.setattr(engines.PicoEngine, "is_installed", classmethod(lambda cls: False))
+    with pytest.raises(ValueError, match=r"\['pico'\] are not installed"):
+        synthesis.corpus_voices(["pico"])
+
+
+POOLS = {
+    "dialogue": [f"Could you call {name} back this evening?" for name in ("Anna", "Ben", "Carla", "Dan", "Eve")],
+    "commands": [f"Turn the {thing} off now." for thing in ("light", "radio", "heater", "fan", "oven")],
+}
+requires_espeak = pytest.mark.skipif(not engines.EspeakEngine.is_installed(), reason="espeak-ng not installed")
+
+
+@requires_espeak
+def test_a_part_is_its_range_of_the_plan_from_the_given_texts_and_engines(tmp_path):
+    summary = build_corpus(tmp_path / "part", 6, seed=2, workers=1, test_fraction=0.5, progress=False,
+                           engines=["espeak"], texts=POOLS, start=4)
+    plan = synthesis.plan_corpus(6, synthesis.corpus_voices(["espeak"]), POOLS, 2, 0.5, texts.source_weights(POOLS))
+    records = read_jsonl(tmp_path / "part" / "manifest.jsonl")
+    assert summary.failed == 0
+    assert [(r["audio"], r["text"], r["speaker"]) for r in records] == [
+        (f"audio/{u.id}.flac", u.text, u.voice.id) for u in plan[4:]
+    ]
+    with pytest.raises(ValueError, match="start 6"):
+        build_corpus(tmp_path / "part", 6, workers=1, progress=False, engines=["espeak"], texts=POOLS, start=6)
+
+
+def make_part(directory: Path, indices: range, speaker: str) -> Path:
+    """A corpus part as build_corpus leaves it: short clips, manifest.jsonl, voices.json."""
+    records = []
+    for index in indices:
+        clip = f"audio/{index:06d}-{speaker}.flac"
+        write_audio(directory / clip, np.full(1600, 0.1, dtype=np.float32))
+        records.append({"audio": clip, "text": f"Clip {index}.", "duration": 0.1, "speaker": speaker,
+                        "split": "test" if index % 3 == 0 else "train"})
+    (directory / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (directory / "voices.json").write_text(json.dumps({speaker: {"engine": "fake", "name": speaker}}))
+    return directory
+
+
+def test_merged_parts_train_from_one_manifest_that_moves_with_them(tmp_path):
+    first = make_part(tmp_path / "corpus" / "gpu", range(0, 4), "kokoro-a")
+    second = make_part(tmp_path / "elsewhere" / "cpu", range(4, 9), "pico-b")
+    counts = synthesis.merge_corpora(tmp_path / "corpus" / "merged", [first, second])
+    assert counts == {"train": 6, "test": 3}
+    shutil.move(tmp_path, tmp_path.with_name(tmp_path.name + "-moved"))
+    merged = tmp_path.with_name(tmp_path.name + "-moved") / "corpus" / "merged"
+    train = read_training_manifest(merged / "train.jsonl")
+    assert [u.text for u in train] == [f"Clip {i}." for i in (1, 2, 4, 5, 7, 8)]
+    assert all(u.audio.is_file() for u in train + read_manifest(merged / "test.jsonl"))
+    assert json.loads((merged / "voices.json").read_text()).keys() == {"kokoro-a", "pico-b"}
+
+
+def test_parts_built_from_the_same_range_of_the_plan_are_not_merged(tmp_path):
+    first = make_part(tmp_path / "a", range(0, 4), "kokoro-a")
+    second = make_part(tmp_path / "b", range(3, 6), "pico-b")
+    with pytest.raises(ValueError, match="both utterance 000003"):
+        synthesis.merge_corpora(tmp_path / "merged", [first, second])
+    assert not (tmp_path / "merged" / "train.jsonl").exists()

@@ -1,11 +1,14 @@
 """Text sources of the synthetic corpus: registers, licences, word limits and spoken forms."""
 
 import datetime
+import gzip
+import json
 import random
 import re
 
 import pytest
 
+import audiograft
 from audiograft.corpora import everyday, texts
 from audiograft.corpora.everyday import (
     spoken_date,
@@ -169,3 +172,25 @@ def test_expand_fills_slots_recursively_from_alternatives_and_value_functions():
     grammar = {"greeting": ["hi {name}"], "name": lambda rng: "Ann"}
     assert everyday.expand("{greeting}, {name}.", grammar, random.Random(0)) == "hi Ann, Ann."
     assert everyday.generate(grammar, "greeting", seed=0, count=2) == ["Hi Ann", "Hi Ann"]
+
+
+def test_text_pools_read_back_as_load_texts_returned_them_with_version_and_licences(tmp_path):
+    pools = {"dialogue": ["Could you call Anna back?", "See you soon."], "kjv": ["And God saw the light."]}
+    path = texts.write_text_pools(tmp_path / "texts.json.gz", pools)
+    assert texts.read_text_pools(path) == pools
+    with gzip.open(path, "rt") as lines:
+        document = json.load(lines)
+    assert document["audiograft"] == audiograft.__version__
+    assert document["licences"]["kjv"].startswith("public domain")
+
+
+def test_reading_a_file_that_holds_no_text_pools_names_it(tmp_path):
+    plain = tmp_path / "plain.json.gz"
+    plain.write_text("not gzip")
+    with pytest.raises(ValueError, match="plain.json.gz: not a text pool file"):
+        texts.read_text_pools(plain)
+    empty = tmp_path / "empty.json.gz"
+    with gzip.open(empty, "wt") as out:
+        json.dump({"texts": {"kjv": [1, 2]}}, out)
+    with pytest.raises(ValueError, match="empty.json.gz: holds no text pools"):
+        texts.read_text_pools(empty)

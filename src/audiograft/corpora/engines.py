@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -547,24 +548,51 @@ class EspeakEngine(Engine):
 
     def __init__(self) -> None:
         self._library: ctypes.CDLL | None = None
+        self._private_copy: tempfile.TemporaryDirectory | None = None
         self._sample_rate = 0
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, str, float]] = []
         self._callback = self._CALLBACK(self._collect)
 
+    @staticmethod
+    def library_location() -> tuple[str, str | None] | None:
+        """libespeak-ng and its data directory (None: the library's built-in one): the system's, else the copy the
+        espeakng_loader wheel bundles (a machine without Debian's espeak-ng), else None."""
+        system = ctypes.util.find_library("espeak-ng")
+        if system is not None:
+            return system, None
+        if importlib.util.find_spec("espeakng_loader") is not None:
+            import espeakng_loader
+
+            return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
+        return None
+
     @classmethod
     def is_installed(cls) -> bool:
-        return ctypes.util.find_library("espeak-ng") is not None
+        return cls.library_location() is not None
+
+    def _load(self) -> tuple[ctypes.CDLL, bytes | None]:
+        location = self.library_location()
+        if location is None:
+            raise RuntimeError("libespeak-ng is not installed (Debian's espeak-ng, or the espeakng-loader wheel)")
+        path, data = location
+        if data is not None:
+            # kokoro-onnx's phonemiser loads this same file and keeps its language in the library's globals, as
+            # this engine keeps its voice and callback; a private copy (another file, so dlopen maps it again)
+            # gives each its own.
+            self._private_copy = tempfile.TemporaryDirectory(prefix="audiograft-espeak-")
+            path = shutil.copy(path, Path(self._private_copy.name) / Path(path).name)
+        return ctypes.CDLL(path), None if data is None else data.encode()
 
     @property
     def library(self) -> ctypes.CDLL:
         if self._library is None:
-            library = ctypes.CDLL(ctypes.util.find_library("espeak-ng"))
+            library, data_path = self._load()
             library.espeak_Info.restype = ctypes.c_char_p
             library.espeak_TextToPhonemes.restype = ctypes.c_char_p
             library.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
             options = self._DONT_EXIT | self._PHONEME_EVENTS | self._IPA
-            self._sample_rate = library.espeak_Initialize(self._SYNCHRONOUS, 0, None, options)
+            self._sample_rate = library.espeak_Initialize(self._SYNCHRONOUS, 0, data_path, options)
             if self._sample_rate <= 0:
                 raise RuntimeError("espeak_Initialize failed")
             library.espeak_SetSynthCallback(self._callback)
@@ -646,10 +674,19 @@ def engine_named(name: str) -> Engine:
     return _engine_instances[name]
 
 
-def available_voices() -> list[Voice]:
-    """Every voice of every installed engine, sorted by id."""
+def available_voices(engines: Collection[str] | None = None) -> list[Voice]:
+    """Every voice of every installed engine, or of the named engines only, sorted by id. A named engine that is
+    unknown or not installed is a ValueError naming it."""
+    if engines is not None:
+        known = [cls.name for cls in ENGINES]
+        if unknown := sorted(set(engines) - set(known)):
+            raise ValueError(f"unknown TTS engines {unknown}; known: {known}")
+        if missing := sorted(cls.name for cls in ENGINES if cls.name in engines and not cls.is_installed()):
+            raise ValueError(f"TTS engines {missing} are not installed (see scripts/install_tts.sh)")
     voices = []
     for engine_class in ENGINES:
+        if engines is not None and engine_class.name not in engines:
+            continue
         if not engine_class.is_installed():
             logger.warning(
                 "TTS engine %s is not installed; skipping it (see scripts/install_tts.sh)", engine_class.name

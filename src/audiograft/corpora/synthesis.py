@@ -18,11 +18,10 @@ import os
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.progress import (
@@ -36,11 +35,9 @@ from rich.progress import (
 from audiograft.audio.io import SAMPLE_RATE, write_audio
 from audiograft.corpora.engines import Voice, available_voices, engine_named
 from audiograft.corpora.texts import load_texts, source_weights
+from audiograft.corpora.voice_quality import usable_voices
 from audiograft.files import atomic_path, write_text_atomically
-from audiograft.manifest import parse_record, write_manifest
-
-if TYPE_CHECKING:
-    pass
+from audiograft.manifest import parse_record, read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +76,10 @@ class CorpusSummary:
 
 def split_voices(voices: list[Voice], test_fraction: float, seed: int) -> dict[str, list[Voice]]:
     """Hold voices out of training: each engine with at least 3 voices gives about test_fraction
-    of them (at least one) to test, so test covers several engines and train keeps every engine."""
+    of them (at least one) to test, so test covers several engines and train keeps every engine.
+
+    An engine's test voices depend only on the seed and that engine's voices, so corpus parts built on machines
+    with different engines installed hold out the same voices of the engines they share."""
     rng = np.random.default_rng([seed, 1])
     by_engine: dict[str, list[Voice]] = defaultdict(list)
     for voice in voices:
@@ -90,7 +90,8 @@ def split_voices(voices: list[Voice], test_fraction: float, seed: int) -> dict[s
             group = by_engine[engine]
             if len(group) >= 3:
                 count = max(1, round(test_fraction * len(group)))
-                test.extend(group[i] for i in rng.choice(len(group), count, replace=False))
+                engine_rng = np.random.default_rng([seed, 1, zlib.crc32(engine.encode())])
+                test.extend(group[i] for i in engine_rng.choice(len(group), count, replace=False))
         if not test and len(voices) >= 2:
             test.append(voices[rng.integers(len(voices))])
         if not test:
@@ -251,6 +252,15 @@ def _write_voices(out_dir: Path, voices: list[Voice]) -> None:
     write_text_atomically(out_dir / "voices.json", json.dumps(described, indent=1))
 
 
+def corpus_voices(engines: Collection[str] | None = None) -> list[Voice]:
+    """The voices a corpus uses: those of every installed engine (or of the named engines only), less those
+    whisper-base cannot follow (voice_quality.usable_voices)."""
+    voices = usable_voices(available_voices(engines))
+    if not voices:
+        raise RuntimeError("no usable TTS voice installed; run scripts/install_tts.sh")
+    return voices
+
+
 def build_corpus(
     out_dir: Path,
     utterances: int,
@@ -258,6 +268,9 @@ def build_corpus(
     workers: int = os.cpu_count() or 1,
     test_fraction: float = 0.1,
     progress: bool = True,
+    engines: Collection[str] | None = None,
+    texts: Mapping[str, Sequence[str]] | None = None,
+    start: int = 0,
 ) -> CorpusSummary:
     """Build (or finish building) a synthetic speech corpus under out_dir.
 
@@ -265,16 +278,21 @@ def build_corpus(
     and manifest.jsonl (both splits), and voices.json (how each voice is made). Re-running with
     the same arguments skips utterances already on disk, so an interrupted build resumes where it
     stopped.
+
+    engines restricts the voices to those engines' (corpus_voices); texts are the text pools to plan from
+    (default: texts.load_texts(); texts.read_text_pools reads those another machine wrote). Only the plan's
+    utterances from start on are made: parts of one corpus built on several machines take disjoint ranges
+    of one plan (same seed and texts), so their utterances differ in text and id, and merge_corpora joins them.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
+    if not 0 <= start < utterances:
+        raise ValueError(f"start {start} must be below the number of utterances ({utterances})")
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
-    voices = available_voices()
-    if not voices:
-        raise RuntimeError("no TTS engine installed; run scripts/install_tts.sh")
+    voices = corpus_voices(engines)
     _write_voices(out_dir, voices)
-    texts = load_texts()
-    plan = plan_corpus(utterances, voices, texts, seed, test_fraction, source_weights(texts))
+    texts = load_texts() if texts is None else texts
+    plan = plan_corpus(utterances, voices, texts, seed, test_fraction, source_weights(texts))[start:]
     pending = [u for u in plan if not _is_done(out_dir, u)]
     logger.info("%d of %d utterances to synthesise with %d voices", len(pending), len(plan), len(voices))
     failed = _synthesize_all(out_dir, pending, workers, progress) if pending else 0
@@ -288,3 +306,35 @@ def build_corpus(
         failed=failed,
         word_timed_utterances={s: sum(r["split"] == s and "words" in r for r in records) for s in SPLITS},
     )
+
+
+def merge_corpora(out_dir: Path, parts: Sequence[Path]) -> dict[str, int]:
+    """One corpus out of parts built on several machines (build_corpus with disjoint start ranges of one plan):
+    out_dir gets manifest.jsonl, train.jsonl, test.jsonl and voices.json that point into the parts' audio, by paths
+    relative to out_dir (move the parts and out_dir together). Returns the utterances of each split.
+
+    Two parts holding one utterance index are a ValueError naming both: they were built from the same range of the
+    plan, so they repeat its texts (or, with the same voices, its very clips)."""
+    out_dir = Path(out_dir).resolve()
+    merged, owner = [], {}
+    voices: dict[str, dict] = {}
+    for part in map(Path, parts):
+        for utterance in read_manifest(part / "manifest.jsonl"):
+            index = utterance.audio.stem.partition("-")[0]
+            if index in owner:
+                raise ValueError(f"{utterance.source} and {owner[index]} are both utterance {index} of the plan: "
+                                 "build each part from its own range of utterances (audiograft data synth --start)")
+            owner[index] = utterance.source
+            # A relative path, kept as is by write_manifest, so that the merged corpus moves with its parts.
+            utterance.audio = Path(os.path.relpath(utterance.audio.resolve(), out_dir))
+            merged.append(utterance)
+        described = json.loads((part / "voices.json").read_text())
+        for voice_id, description in described.items():
+            if voices.setdefault(voice_id, description) != description:
+                raise ValueError(f"{part / 'voices.json'} describes voice {voice_id} unlike an earlier part")
+    merged.sort(key=lambda u: u.audio.name)
+    write_manifest(out_dir / "manifest.jsonl", merged)
+    for split in SPLITS:
+        write_manifest(out_dir / f"{split}.jsonl", [u for u in merged if u.split == split])
+    write_text_atomically(out_dir / "voices.json", json.dumps(voices, indent=1))
+    return {split: sum(u.split == split for u in merged) for split in SPLITS}

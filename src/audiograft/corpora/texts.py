@@ -9,6 +9,8 @@ each register, WORD_LIMITS how long its texts may be.
 from __future__ import annotations
 
 import functools
+import gzip
+import json
 import logging
 import re
 import shutil
@@ -18,7 +20,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import audiograft
 from audiograft.corpora import everyday
+from audiograft.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +190,31 @@ def load_texts(
             texts[source.name] = sorted(kept.values())
     if not texts:
         raise RuntimeError("no text source installed; run scripts/install_tts.sh")
+    return texts
+
+
+def write_text_pools(path: Path, texts: Mapping[str, list[str]], sources: tuple[TextSource, ...] = TEXT_SOURCES) -> Path:
+    """The text pools as load_texts returned them (source name -> texts), gzipped JSON with the audiograft version and
+    each source's licence, so that a machine without the sources plans the same corpus (read_text_pools)."""
+    licences = {source.name: source.licence for source in sources if source.name in texts}
+    document = {"audiograft": audiograft.__version__, "licences": licences, "texts": dict(texts)}
+    with atomic_path(path) as temporary, gzip.open(temporary, "wt", encoding="utf-8") as out:
+        json.dump(document, out)
+    return path
+
+
+def read_text_pools(path: Path) -> dict[str, list[str]]:
+    """The text pools write_text_pools wrote; ValueError naming the file when it holds none."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            document = json.load(lines)
+    except (OSError, EOFError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a text pool file written by `audiograft data texts` ({error})") from None
+    texts = document.get("texts") if isinstance(document, dict) else None
+    if not isinstance(texts, dict) or not texts or not all(
+        isinstance(pool, list) and all(isinstance(text, str) for text in pool) for pool in texts.values()
+    ):
+        raise ValueError(f"{path}: holds no text pools (expected {{'texts': {{source: [text, ...]}}}})")
     return texts
 
 
