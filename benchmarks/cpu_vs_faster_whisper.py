@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +94,20 @@ def measure(name: str, transcribe: Transcribe, utterances: list[Utterance], wave
             "wer": result.wer, "cer": result.cer, "torch_threads": torch.get_num_threads(), "hypotheses": texts}
 
 
+def installed_version(distribution: str) -> str | None:
+    """The distribution's version, or None where it is not installed (a GPU machine running from src/)."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 def provenance() -> dict:
     """Machine, versions and the source tree measured (src/ may hold uncommitted edits)."""
     git = lambda *args: subprocess.run(["git", *args], capture_output=True, text=True).stdout.rstrip()  # noqa: E731
     return {"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-            "versions": {name: version(name) for name in ("torch", "ctranslate2", "faster-whisper", "audiograft")},
+            "versions": {name: installed_version(name) for name in ("torch", "ctranslate2", "faster-whisper",
+                                                                     "audiograft")},
             "git_commit": git("rev-parse", "HEAD"), "git_modified": git("status", "--porcelain", "src").splitlines()}
 
 

@@ -26,7 +26,6 @@ import os
 import sys
 import time
 from collections import Counter, defaultdict
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +33,13 @@ import numpy as np
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.corpora.engines import Voice, available_voices, engine_named
 from audiograft.corpora.synthesis import PITCH_RANGE, RATE_RANGE
-from audiograft.corpora.texts import load_texts
+from audiograft.corpora.texts import load_texts, read_text_pools
 from audiograft.evaluation.metrics import Hypothesis, score
 from audiograft.files import write_text_atomically
 from audiograft.manifest import Word
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cpu_vs_faster_whisper import faster_whisper_dir, provenance  # noqa: E402
+from cpu_vs_faster_whisper import faster_whisper_dir, installed_version, provenance  # noqa: E402
 
 WHISPER_THREADS = 2
 
@@ -82,29 +81,40 @@ def transcribe(model, audio: np.ndarray) -> tuple[str, list[Word]]:
 
 
 def scored(clips: list[dict]) -> dict:
+    if any("hypothesis" not in c for c in clips):
+        return timed(clips)
     hypotheses = [
         Hypothesis(f"{i}", c["text"], c["hypothesis"], c["audio"].size / SAMPLE_RATE, words=c["whisper_words"],
                    reference_words=c["words"])
         for i, c in enumerate(clips)
     ]
     result = score(hypotheses, wall_seconds=1.0)
+    return timed(clips) | {
+        "wer": result.wer,
+        "utterances_over_30pct_wer": sum(u.wer > 0.3 for u in result.utterances),
+        "word_timing_vs_whisper_mae_ms": result.timestamps.mae_ms if result.timestamps else None,
+        "worst": sorted(((round(u.wer, 3), clips[int(u.id)]["voice"].id, u.reference, u.hypothesis)
+                         for u in result.utterances), reverse=True)[:3],
+    }
+
+
+def timed(clips: list[dict]) -> dict:
+    """How fast the family spoke: wall and CPU real-time factors, utterances per CPU second (per core)."""
     audio_seconds = sum(c["audio"].size / SAMPLE_RATE for c in clips)
     synthesis_seconds = sum(c["synthesis_seconds"] for c in clips)
     cpu_seconds = sum(c["synthesis_cpu_seconds"] for c in clips)
     return {
         "utterances": len(clips),
         "voices": len({c["voice"].id for c in clips}),
-        "wer": result.wer,
-        "utterances_over_30pct_wer": sum(u.wer > 0.3 for u in result.utterances),
+        "wer": None,
+        "utterances_over_30pct_wer": None,
         "audio_seconds": round(audio_seconds, 1),
         "synthesis_seconds": round(synthesis_seconds, 1),
         "rtf": round(synthesis_seconds / audio_seconds, 3),
         "cpu_rtf": round(cpu_seconds / audio_seconds, 3),
         "utterances_per_second_per_core": round(len(clips) / cpu_seconds, 2),
         "word_timed": sum(c["words"] is not None for c in clips),
-        "word_timing_vs_whisper_mae_ms": result.timestamps.mae_ms if result.timestamps else None,
-        "worst": sorted(((round(u.wer, 3), clips[int(u.id)]["voice"].id, u.reference, u.hypothesis)
-                         for u in result.utterances), reverse=True)[:3],
+        "word_timing_vs_whisper_mae_ms": None,
     }
 
 
@@ -112,9 +122,9 @@ def print_table(rows: dict[str, dict]) -> None:
     print(f"{'family':<14} {'utts':>5} {'voices':>6} {'WER':>7} {'>30%':>5} {'RTF wall':>8} {'RTF cpu':>7} "
           f"{'utt/s/core':>10} {'timed':>6} {'t-MAE ms':>8}")
     for name, row in rows.items():
-        mae = row["word_timing_vs_whisper_mae_ms"]
-        print(f"{name:<14} {row['utterances']:5d} {row['voices']:6d} {100 * row['wer']:6.1f}% "
-              f"{row['utterances_over_30pct_wer']:5d} {row['rtf']:8.3f} {row['cpu_rtf']:7.3f} "
+        mae, wer, over = row["word_timing_vs_whisper_mae_ms"], row["wer"], row["utterances_over_30pct_wer"]
+        print(f"{name:<14} {row['utterances']:5d} {row['voices']:6d} {'-' if wer is None else f'{100 * wer:.1f}%':>7} "
+              f"{'-' if over is None else over:>5} {row['rtf']:8.3f} {row['cpu_rtf']:7.3f} "
               f"{row['utterances_per_second_per_core']:10.2f} "
               f"{row['word_timed']:6d} {'-' if mae is None else f'{mae:.0f}':>8}")
 
@@ -126,19 +136,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--families", nargs="*", help="only these families (default: all)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/tts/tts_engines.json"))
+    parser.add_argument("--speed-only", action="store_true",
+                        help="time the engines, transcribe nothing (a machine without faster-whisper)")
+    parser.add_argument("--texts", type=Path, help="text pools written by `audiograft data texts` (default: load_texts)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from faster_whisper import WhisperModel
 
     voices = available_voices()
     by_family: dict[str, list[Voice]] = defaultdict(list)
     for voice in voices:
         by_family[family(voice)].append(voice)
     rng = np.random.default_rng(args.seed)
-    sentences = [text for source in load_texts().values() for text in source]
+    pools = load_texts() if args.texts is None else read_text_pools(args.texts)
+    sentences = [text for source in pools.values() for text in source]
     picks = iter(rng.permutation(len(sentences)))
 
-    model = WhisperModel(str(faster_whisper_dir()), device="cpu", compute_type="int8", cpu_threads=WHISPER_THREADS)
+    model = None
+    if not args.speed_only:
+        from faster_whisper import WhisperModel
+
+        model = WhisperModel(str(faster_whisper_dir()), device="cpu", compute_type="int8", cpu_threads=WHISPER_THREADS)
     clips_by_family = {}
     for name, members in sorted(by_family.items()):
         if args.families and name not in args.families:
@@ -148,7 +165,7 @@ def main() -> None:
             engine_named("kokoro").kokoro  # load the model before timing
         texts = [sentences[next(picks)] for _ in range(count)]
         clips = synthesize_family(members, texts, rng)
-        for clip in clips:
+        for clip in clips if model is not None else ():
             clip["hypothesis"], clip["whisper_words"] = transcribe(model, clip["audio"])
         clips_by_family[name] = clips
         logging.warning("%s done", name)
@@ -164,7 +181,8 @@ def main() -> None:
         "voices": dict(Counter(v.engine for v in voices)) | {"total": len(voices)},
         "families": rows,
         "load_average": os.getloadavg(),
-        "provenance": provenance() | {"kokoro-onnx": version("kokoro-onnx"), "kokoro": version("kokoro")},
+        "provenance": provenance() | {"kokoro-onnx": installed_version("kokoro-onnx"),
+                                      "kokoro": installed_version("kokoro")},
         "kokoro_device": str(engine_named("kokoro").kokoro.model.device)
         if any(name.startswith("kokoro") for name in clips_by_family) else None,
     }

