@@ -220,3 +220,29 @@ def test_parts_built_from_the_same_range_of_the_plan_are_not_merged(tmp_path):
     with pytest.raises(ValueError, match="both utterance 000003"):
         synthesis.merge_corpora(tmp_path / "merged", [first, second])
     assert not (tmp_path / "merged" / "train.jsonl").exists()
+
+
+def test_workers_take_the_visible_gpus_in_turn(monkeypatch):
+    import multiprocessing
+    import os
+
+    started = multiprocessing.get_context("spawn").Value("i", 0)
+    seen = []
+    for _ in range(5):
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        synthesis.pin_worker_to_gpu(started, ["2", "5"])
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["2", "5", "2", "5", "2"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    synthesis.pin_worker_to_gpu(started, [])  # no GPU: the worker's environment is left alone
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.setattr(synthesis.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3, 7")
+    assert synthesis.visible_gpus() == ["3", "7"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert synthesis.visible_gpus() == ["0", "1"]
+    monkeypatch.setattr(synthesis.torch.cuda, "device_count", lambda: 0)
+    assert synthesis.visible_gpus() == []

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import multiprocessing
+import multiprocessing.sharedctypes
 import os
 import time
 import zlib
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -211,13 +213,32 @@ def _progress_bar(enabled: bool) -> Progress:
     )
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (none without CUDA)."""
+    count = torch.cuda.device_count()
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return [name.strip() for name in listed.split(",")][:count] if listed else [str(i) for i in range(count)]
+
+
+def pin_worker_to_gpu(started: multiprocessing.sharedctypes.Synchronized, gpus: Sequence[str]) -> None:
+    """A worker process's initializer: the n-th worker to start sees only GPU n mod len(gpus), so the neural
+    engines' models spread over every GPU of the machine. Runs before the worker touches CUDA."""
+    with started.get_lock():
+        index = started.value
+        started.value += 1
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+
+
 def _synthesize_all(out_dir: Path, pending: list[Utterance], workers: int, progress: bool) -> int:
-    """Synthesise pending utterances in worker processes; returns how many failed."""
+    """Synthesise pending utterances in worker processes, spread over the GPUs if any; returns how many failed."""
     failed = 0
     # spawn: engines hold C libraries and subprocesses that must not be shared through fork.
+    context = multiprocessing.get_context("spawn")
     with (
         _progress_bar(progress) as bar,
-        ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool,
+        ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=pin_worker_to_gpu,
+                            initargs=(context.Value("i", 0), visible_gpus())) as pool,
     ):
         task = bar.add_task("synthesise", total=len(pending))
         futures = {pool.submit(synthesize_utterance, out_dir, utterance): utterance for utterance in pending}
