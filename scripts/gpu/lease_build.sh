@@ -14,7 +14,8 @@ cores=$(nproc)
 PLAN_GPU_END=${PLAN_GPU_END:-70000}
 BUILD_SECONDS=${BUILD_SECONDS:-420}
 BENCH_UTTERANCES=${BENCH_UTTERANCES:-20}
-CLIPS_PER_VOICE=${CLIPS_PER_VOICE:-2}
+# Kokoro per-voice clips for benchmarks/voice_wer.py (0: none; the 2026-11-30 table was made on a CPU machine).
+CLIPS_PER_VOICE=${CLIPS_PER_VOICE:-0}
 nvidia-smi --query-gpu=name,memory.total --format=csv
 python3 -c "import torch, kokoro_onnx, phonemizer, espeakng_loader, faker, inflect, soundfile, soxr; print(torch.cuda.get_device_name())"
 # Kokoro on the GPU: one process converts the weights (once), then P processes share the device.
