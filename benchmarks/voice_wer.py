@@ -32,9 +32,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
-from audiograft.audio.io import SAMPLE_RATE, load_audio, write_audio
+from audiograft.audio.io import SAMPLE_RATE, load_audio, write_audio, write_opus
 from audiograft.corpora.engines import Voice, available_voices, engine_named
 from audiograft.corpora.synthesis import PITCH_RANGE, RATE_RANGE
 from audiograft.corpora.texts import load_texts, read_text_pools, source_weights
@@ -51,7 +50,7 @@ from audiograft.corpora.voice_quality import (
     write_measurements,
 )
 from audiograft.evaluation.metrics import Hypothesis, score
-from audiograft.files import atomic_path, write_text_atomically
+from audiograft.files import write_text_atomically
 from audiograft.manifest import Utterance, read_manifest, write_manifest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,12 +76,6 @@ def draw_texts(pools: dict[str, list[str]], count: int, seed: int) -> list[str]:
             raise ValueError(f"text pool {name} has only {len(pools[name])} texts")
         texts.append(pools[name][index])
     return texts
-
-
-def write_opus(path: Path, audio: np.ndarray) -> None:
-    """A clip as Ogg/Opus, a fifth of FLAC's size, for clips that travel back from another machine."""
-    with atomic_path(path) as temporary:
-        soundfile.write(str(temporary), audio, SAMPLE_RATE, format="OGG", subtype="OPUS")
 
 
 def synth(clips: Path, engines: list[str] | None, per_voice: int, per_engine: dict[str, int], seed: int,

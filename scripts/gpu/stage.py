@@ -24,9 +24,7 @@ OPUS_COMPRESSION = 0.95
 def opus(corpus: Path, out: Path) -> None:
     """Every *.jsonl manifest of corpus, rewritten to point at Ogg/Opus copies of its audio under out."""
     # Imported here: `unpack` runs on the bare machine before any wheel is installed.
-    import soundfile
-
-    from audiograft.audio.io import SAMPLE_RATE, load_audio
+    from audiograft.audio.io import load_audio, write_opus
     from audiograft.files import write_text_atomically
 
     out.mkdir(parents=True, exist_ok=True)
@@ -39,12 +37,7 @@ def opus(corpus: Path, out: Path) -> None:
             relative = Path(record["audio"]).with_suffix(".ogg")
             target = out / relative
             if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                buffer = io.BytesIO()
-                audio = load_audio(corpus / record["audio"])
-                soundfile.write(buffer, audio, SAMPLE_RATE, format="OGG", subtype="OPUS",
-                                compression_level=OPUS_COMPRESSION)
-                target.write_bytes(buffer.getvalue())
+                write_opus(target, load_audio(corpus / record["audio"]), OPUS_COMPRESSION)
             lines.append(json.dumps({**record, "audio": str(relative)}))
         write_text_atomically(out / manifest.name, "\n".join(lines) + "\n")
 

@@ -15,6 +15,7 @@ from audiograft.audio.io import (
     load_audio,
     run_on_loaded,
     write_audio,
+    write_opus,
 )
 
 
@@ -215,6 +216,18 @@ def test_run_on_loaded_runs_the_readable_files_once_and_gives_each_bad_file_its_
     assert isinstance(results[1], AudioError) and "gone.wav: no such file" in str(results[1])
     assert isinstance(results[3], AudioTooLong)
     assert run_on_loaded([tmp_path / "gone.wav"], run)[0].args == results[1].args and len(calls) == 1
+
+
+def test_write_opus_writes_a_smaller_ogg_opus_at_a_higher_compression_that_loads_back(tmp_path):
+    waveform = make_clips([2.0])[0] * 0.5
+    default = write_opus(tmp_path / "new" / "default.ogg", waveform)
+    compressed = write_opus(tmp_path / "new" / "compressed.ogg", waveform, compression_level=0.95)
+    for path in (default, compressed):
+        info = soundfile.info(str(path))
+        assert (info.format, info.subtype) == ("OGG", "OPUS")
+        assert abs(load_audio(path).size - waveform.size) < 0.01 * SAMPLE_RATE
+    assert compressed.stat().st_size < default.stat().st_size
+    assert sorted(p.name for p in default.parent.iterdir()) == ["compressed.ogg", "default.ogg"]
 
 
 def test_write_audio_writes_a_16_bit_16_khz_flac_that_loads_back(tmp_path):

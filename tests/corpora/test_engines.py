@@ -73,6 +73,13 @@ def test_kokoro_speaks_a_sentence_as_16k_float_audio_with_word_timings():
     assert all(a.end <= b.start for a, b in zip(words, words[1:]))
 
 
+def assert_runs_in_a_fresh_interpreter(script: str) -> None:
+    """Run script in a new Python (no library loaded by other tests) with this one's import path; it must pass."""
+    environment = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 @requires_kokoro
 @pytest.mark.skipif(not EspeakEngine.is_installed(), reason="espeak-ng not installed")
 def test_espeak_still_speaks_after_kokoro_loaded_its_own_espeak_ng_in_the_same_process():
@@ -84,9 +91,7 @@ def test_espeak_still_speaks_after_kokoro_loaded_its_own_espeak_ng_in_the_same_p
         "audio, _ = engine.synthesize('The cat sat down.', engine.voices()[0], 1.0, 1.0)\n"
         "assert audio.size > 0\n"
     )
-    environment = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert_runs_in_a_fresh_interpreter(script)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("espeakng_loader") is None, reason="espeakng-loader not installed")
@@ -110,6 +115,4 @@ def test_espeak_falls_back_to_the_espeakng_loader_library_and_keeps_its_state_ap
         "assert audio.size > 8000 and [w.word for w in words] == ['The', 'cat', 'sat', 'down']\n"
         "assert phonemiser.espeak_GetCurrentVoice()[0] == language, phonemiser.espeak_GetCurrentVoice()[0]\n"
     )
-    environment = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert_runs_in_a_fresh_interpreter(script)

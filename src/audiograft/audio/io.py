@@ -83,6 +83,15 @@ def write_audio(path: str | Path, waveform: np.ndarray) -> Path:
     return Path(path)
 
 
+def write_opus(path: str | Path, waveform: np.ndarray, compression_level: float | None = None) -> Path:
+    """`waveform` (16 kHz mono) as an Ogg/Opus file at `path`, written atomically: clips that must travel small
+    (about 20 kbit/s at compression_level 0.95; libsndfile's default when None)."""
+    with atomic_path(path) as temporary:
+        soundfile.write(str(temporary), np.asarray(waveform, dtype=np.float32), SAMPLE_RATE, format="OGG",
+                        subtype="OPUS", compression_level=compression_level)
+    return Path(path)
+
+
 def checked_waveform(
     waveform: np.ndarray, name: str, max_seconds: float | None = None, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
