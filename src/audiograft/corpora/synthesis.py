@@ -359,3 +359,25 @@ def merge_corpora(out_dir: Path, parts: Sequence[Path]) -> dict[str, int]:
         write_manifest(out_dir / f"{split}.jsonl", [u for u in merged if u.split == split])
     write_text_atomically(out_dir / "voices.json", json.dumps(voices, indent=1))
     return {split: sum(u.split == split for u in merged) for split in SPLITS}
+
+
+def corpus_statistics(corpus: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """What a corpus (build_corpus's or merge_corpora's directory) holds, per engine and split and in all:
+    {engine or "all": {split or "all": {"voices", "utterances", "hours"}}}, from manifest.jsonl and voices.json."""
+    corpus = Path(corpus)
+    engine_of = {voice: d["engine"] for voice, d in json.loads((corpus / "voices.json").read_text()).items()}
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for utterance in read_manifest(corpus / "manifest.jsonl"):
+        if utterance.speaker not in engine_of:
+            raise ValueError(f"{utterance.source}: speaker {utterance.speaker!r} is not in {corpus / 'voices.json'}")
+        for engine in (engine_of[utterance.speaker], "all"):
+            for split in (utterance.split, "all"):
+                groups[engine, split].append(utterance)
+    statistics: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    for (engine, split), utterances in sorted(groups.items()):
+        statistics[engine][split] = {
+            "voices": len({u.speaker for u in utterances}),
+            "utterances": len(utterances),
+            "hours": round(sum(u.duration for u in utterances) / 3600, 3),
+        }
+    return dict(statistics)

@@ -43,6 +43,9 @@ ENCODER_PREFIX = "encoder."
 # Static KV caches are allocated in multiples of this many positions, so that batches of similar prompt length
 # share one compiled decode step instead of compiling their own.
 STATIC_CACHE_BUCKET = 256
+# Cosine similarities times this are the CTC head's logits: without a scale they span [-1, 1], too flat to pick one
+# of tens of thousands of tokens (a fixed scale, as in normalised softmax classifiers; the head learns nothing).
+CTC_COSINE_SCALE = 30.0
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
@@ -206,9 +209,10 @@ class GraftModel(nn.Module):
     def projector_dtype(self) -> torch.dtype:
         return next(self.projector.parameters()).dtype
 
-    def _merge_audio(self, input_ids, audio_mask, encoded_audio: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _merge_audio(self, input_ids, audio_mask, audio_tokens: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The prompts' embeddings with the projected audio tokens (embed_audio's output) at the audio positions."""
         inputs_embeds = self.llm.get_input_embeddings()(input_ids)
-        tokens, token_lengths = self.embed_audio(*encoded_audio)
+        tokens, token_lengths = audio_tokens
         valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < token_lengths[:, None]
         audio_tokens = tokens[valid]
         if int(audio_mask.sum()) != audio_tokens.shape[0]:
@@ -226,15 +230,37 @@ class GraftModel(nn.Module):
         input_features: torch.Tensor | None,
         feature_lengths: torch.Tensor | None,
         encoded_audio: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The prompt ids and mask on the model's device, and their embeddings with the audio merged in (encoding the
-        features unless `encoded_audio` brings the frames); what `forward` and `generate` both start from."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The prompt ids and mask on the model's device, their embeddings with the audio merged in (encoding the
+        features unless `encoded_audio` brings the frames), and the projected audio tokens with their counts; what
+        `forward` and `generate` both start from."""
         device = self.device
         input_ids, attention_mask, audio_mask = input_ids.to(device), attention_mask.to(device), audio_mask.to(device)
         if encoded_audio is None:
             encoded_audio = self.encode_audio(input_features, feature_lengths)
-        encoded_audio = tuple(t.to(device) for t in encoded_audio)
-        return input_ids, attention_mask, self._merge_audio(input_ids, audio_mask, encoded_audio)
+        audio_tokens = self.embed_audio(*(t.to(device) for t in encoded_audio))
+        return input_ids, attention_mask, self._merge_audio(input_ids, audio_mask, audio_tokens), audio_tokens
+
+    def ctc_loss(self, audio_tokens: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """CTC of the projected audio tokens against the answers' own tokens (special tokens left out), each audio
+        token scored by its cosine similarity to every row of the LLM's input embeddings; blank is the tokenizer's
+        pad (else end) token, which no answer text holds. An auxiliary loss for training: it asks each audio token to
+        resemble the embedding of what is said there, supervision the next-token loss gives only through the LLM."""
+        tokens, token_lengths = audio_tokens
+        tokenizer = self.processor.tokenizer
+        blank = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        special = torch.tensor(sorted(tokenizer.all_special_ids), device=labels.device)
+        targets = [row[(row != IGNORE_INDEX) & ~torch.isin(row, special)] for row in labels]
+        vocabulary = nn.functional.normalize(self.llm.get_input_embeddings().weight.float(), dim=-1)
+        logits = CTC_COSINE_SCALE * nn.functional.normalize(tokens.float(), dim=-1) @ vocabulary.T
+        return nn.functional.ctc_loss(
+            logits.log_softmax(-1).transpose(0, 1),
+            torch.cat(targets),
+            token_lengths,
+            torch.tensor([len(t) for t in targets], device=labels.device),
+            blank=blank,
+            zero_infinity=True,  # a clip with more answer tokens than audio tokens adds nothing rather than inf
+        )
 
     def forward(
         self,
@@ -245,15 +271,17 @@ class GraftModel(nn.Module):
         feature_lengths: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         encoded_audio: tuple[torch.Tensor, torch.Tensor] | None = None,
+        ctc_weight: float = 0.0,
         **llm_kwargs: Any,
     ):
         """The LLM's own forward on the merged embeddings; with labels, the mean cross-entropy over the answers,
-        and logits only at the positions that predict them.
+        and logits only at the positions that predict them; with ctc_weight too, `loss` adds ctc_weight times
+        `ctc_loss` (the auxiliary CTC of the audio tokens), and the output carries both parts.
 
         `encoded_audio` (encoder frames and their lengths, e.g. from the encoder cache) replaces the features.
         """
         device = self.device
-        input_ids, attention_mask, inputs_embeds = self._embed_prompts(
+        input_ids, attention_mask, inputs_embeds, audio_tokens = self._embed_prompts(
             input_ids, attention_mask, audio_mask, input_features, feature_lengths, encoded_audio
         )
         if self._llm_takes_ids_with_embeds:
@@ -272,6 +300,10 @@ class GraftModel(nn.Module):
         output.loss = nn.functional.cross_entropy(
             output.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX
         )
+        if ctc_weight:
+            output.answer_loss = output.loss
+            output.ctc_loss = self.ctc_loss(audio_tokens, labels)
+            output.loss = output.answer_loss + ctc_weight * output.ctc_loss
         return output
 
     @torch.no_grad()
@@ -295,7 +327,7 @@ class GraftModel(nn.Module):
         compilation, every later one runs without Python overhead per layer. Needs `max_new_tokens`.
         """
         device = self.device
-        input_ids, attention_mask, inputs_embeds = self._embed_prompts(
+        input_ids, attention_mask, inputs_embeds, _ = self._embed_prompts(
             input_ids, attention_mask, audio_mask, input_features, feature_lengths, encoded_audio
         )
         generate_kwargs.setdefault("eos_token_id", self.processor.stop_token_ids)

@@ -67,6 +67,9 @@ class TrainConfig:
     warmup_steps: int = 100
     max_steps: int = 1000
     grad_clip: float = 1.0
+    # Weight of the auxiliary CTC loss on the projected audio tokens (GraftModel.ctc_loss); 0 trains on the answers'
+    # next-token loss alone.
+    ctc_weight: float = 0.0
     augment: bool = False
     spec_augment: bool = False
     encoder_cache: str | None = None  # directory for the frozen encoder's output (either stage, no augmentation)
@@ -88,6 +91,8 @@ class TrainConfig:
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
         if self.encoder_cache and (self.augment or self.spec_augment):
             raise ValueError("encoder_cache needs training without augment and spec_augment: the frames must not change")
+        if self.ctc_weight < 0:
+            raise ValueError(f"ctc_weight must be >= 0, got {self.ctc_weight}")
         if self.qlora and self.stage != 2:
             raise ValueError("qlora applies to stage 2 (LoRA); stage 1 trains only the projector")
         if (self.model is None) == (self.init_from is None):
@@ -255,7 +260,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 continue
             usable_batches += 1
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                output = model(**batch, ctc_weight=config.ctc_weight)
+                loss = output.loss
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"loss is {loss.item()} at step {progress['step'] + 1}; stopping")
                 accelerator.backward(loss)
@@ -273,7 +279,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             progress["step"] += 1
             step = progress["step"]
             if step % config.log_every == 0 or step == config.max_steps:
-                log.write(step, epoch=progress["epoch"], loss=loss.item(), lr=scheduler.get_last_lr()[0],
+                loss_parts = (
+                    {"answer_loss": output.answer_loss.item(), "ctc_loss": output.ctc_loss.item()}
+                    if config.ctc_weight else {}
+                )
+                log.write(step, epoch=progress["epoch"], loss=loss.item(), **loss_parts, lr=scheduler.get_last_lr()[0],
                           grad_norm=float(grad_norm), **window.rates(accelerator.num_processes))
             if evaluating and step % config.eval_every == 0:
                 log.write(step, dev_wer=dev_wer(graft, dev_utterances[: config.eval_utterances], config.batch_size))
