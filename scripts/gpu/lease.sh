@@ -19,6 +19,7 @@ root=$PWD
 stage=${STAGE:-/tmp/stage}
 site=${SITE:-/tmp/site}
 work=${WORK:-/tmp/work}
+code=${CODE:-/tmp/code}
 mkdir -p "$stage" "$site" "$work"
 export PYTHONPATH=$site:$root/src PYTHONUNBUFFERED=1 AUDIOGRAFT_CACHE=$stage/cache HF_HUB_OFFLINE=1
 
@@ -33,10 +34,15 @@ install() {
 }
 
 background() {
-  # $1: a name; starts scripts/gpu/lease_$1.sh once, in its own session so that it outlives this call.
+  # $1: a name; starts scripts/gpu/lease_$1.sh once, in its own session so that it outlives this call. Background jobs
+  # run from a copy of the checkout ($code, made by the first one): every call replaces the checkout's files, and a
+  # process that imports one just then (a spawned worker) would not find it.
   [ -e "$work/$1.started" ] && return 0
   touch "$work/$1.started"
-  setsid nohup bash "$root/scripts/gpu/lease_$1.sh" > "$work/$1.log" 2>&1 < /dev/null &
+  if [ ! -d "$code" ]; then
+    mkdir -p "$code" && tar c --exclude=./.stage --exclude=./.git . | tar x -C "$code"
+  fi
+  PYTHONPATH=$site:$code/src setsid nohup bash "$code/scripts/gpu/lease_$1.sh" > "$work/$1.log" 2>&1 < /dev/null &
   echo "started $1"
 }
 
@@ -83,7 +89,7 @@ for line in lines:
 PY
     fi
     tar czf "$OUT/measurements.tgz" ./*.json ./*.log corpus/voices.json data/synth/voices.json test-sample 2>/dev/null
-    cd "$root" || exit 1
+    cd "$code" || exit 1
     names=("$@")
     [ "${#names[@]}" -gt 0 ] || names=($(ls runs))
     for name in "${names[@]}"; do

@@ -38,8 +38,11 @@ prepare() {
   # The configs name data/v3/... and runs/...: read from $work, not from a link in the checkout, which the next call's
   # copy of the working tree would remove. A run started from v2's projector finds it where the stage parts put it.
   local config=$work/$(basename "$1")
-  sed -e "s|data/$data/|$work/data/$data/|" -e "s|init_from: runs/v2-stage1/final|init_from: ${INIT_FROM:-$stage/v2-stage1}|" \
-    "$1" > "$config"
+  local edits=(-e "s|data/$data/|$work/data/$data/|"
+               -e "s|init_from: runs/v2-stage1/final|init_from: ${INIT_FROM:-$stage/v2-stage1}|")
+  # MAX_STEPS: a shorter schedule where the lease's time left asks for one, the same for every run.
+  [ -n "${MAX_STEPS:-}" ] && edits+=(-e "s|^max_steps: .*|max_steps: $MAX_STEPS|")
+  sed "${edits[@]}" "$1" > "$config"
   echo "$config"
 }
 if [ "${#configs[@]}" -gt 1 ] && [ "${#configs[@]}" -le "$gpus" ]; then
