@@ -305,3 +305,15 @@ def test_ctc_targets_are_the_answer_text_tokens_without_special_tokens(base_mode
     assert seen["targets"].tolist()[: len(answer)] == answer
     assert not set(seen["targets"].tolist()) & set(tokenizer.all_special_ids)
     assert seen["blank"] in tokenizer.all_special_ids
+
+
+def test_ctc_loss_parts_survive_accelerates_fp32_output_conversion(base_models):
+    # Under mixed precision accelerate rebuilds the forward's output from its items (convert_outputs_to_fp32):
+    # parts kept as plain attributes were lost there (AttributeError on answer_loss in a bf16 GPU run).
+    from accelerate.utils import convert_outputs_to_fp32
+
+    model = build(base_models, "qwen2", projector="stack", downsample=2)
+    batch = model.processor(make_clips([1.5]), answers=["hello world"])
+    with torch.no_grad():
+        output = convert_outputs_to_fp32(model.forward)(**batch, ctc_weight=0.5)
+    torch.testing.assert_close(output.loss, output.answer_loss + 0.5 * output.ctc_loss)

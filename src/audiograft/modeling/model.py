@@ -301,9 +301,10 @@ class GraftModel(nn.Module):
             output.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX
         )
         if ctc_weight:
-            output.answer_loss = output.loss
-            output.ctc_loss = self.ctc_loss(audio_tokens, labels)
-            output.loss = output.answer_loss + ctc_weight * output.ctc_loss
+            # Items, not plain attributes: accelerate's mixed-precision wrapper rebuilds the output from its items.
+            output["answer_loss"] = output.loss
+            output["ctc_loss"] = self.ctc_loss(audio_tokens, labels)
+            output["loss"] = output.answer_loss + ctc_weight * output.ctc_loss
         return output
 
     @torch.no_grad()
