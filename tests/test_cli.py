@@ -302,7 +302,8 @@ def test_data_synth_parts_from_written_text_pools_merge_into_one_corpus(tmp_path
     monkeypatch.setattr(texts, "load_texts", lambda: pytest.fail("--texts must be planned from, not the sources"))
     common = ["--engines", "espeak", "--texts", str(tmp_path / "texts.json.gz"), "--workers", "1",
               "--test-fraction", "0.5"]
-    for part, options in (("a", ["--utterances", "2"]), ("b", ["--utterances", "4", "--start", "2"])):
+    for part, options in (("a", ["--utterances", "2"]),
+                          ("b", ["--utterances", "4", "--start", "2", "--audio-format", "opus"])):
         built = runner.invoke(app, ["data", "synth", str(tmp_path / part), *options, *common])
         assert built.exit_code == 0, built.output
     merged = runner.invoke(app, ["data", "merge", str(tmp_path / "all"), str(tmp_path / "a"), str(tmp_path / "b")])
@@ -311,6 +312,7 @@ def test_data_synth_parts_from_written_text_pools_merge_into_one_corpus(tmp_path
     assert [r["text"] for r in records] == [u.text for u in plan_corpus(
         4, corpus_voices(["espeak"]), pools, 0, 0.5, source_weights(pools))]
     assert all(r["speaker"].startswith("espeak-") for r in records)
+    assert [Path(r["audio"]).suffix for r in records] == [".flac", ".flac", ".ogg", ".ogg"]
     stats = runner.invoke(app, ["data", "stats", str(tmp_path / "all"), "--json", str(tmp_path / "stats.json")])
     assert stats.exit_code == 0, stats.output
     assert "espeak" in stats.output

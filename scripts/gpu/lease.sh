@@ -11,7 +11,7 @@
 #   bash scripts/gpu/lease.sh collect [RUN...]   the results into $OUT (at most 8 files of 16 MiB, 64 MiB): measurements,
 #                                       logs, and each named run's (default: every run's) final adapter, or its last
 #                                       checkpoint (optimizer too) to resume from, as RUN.tar.* pieces
-#   bash scripts/gpu/lease.sh collect-corpus N   part N of the GPU part's Opus copy (lease_build.sh packs it), in
+#   bash scripts/gpu/lease.sh collect-corpus N   part N of the GPU part (Opus clips; lease_build.sh packs it), in
 #                                       16 MiB pieces; here: cat piece-* > .stage/corpus/part-NN/chunk, its sha256 beside
 set -uo pipefail
 phase=$1
@@ -74,13 +74,13 @@ case $phase in
   collect)
     shift
     cd "$work" || exit 1
-    # The first TEST_SAMPLE held-out utterances of the corpus's GPU part, as Opus: the CPU machine scores the grafts
-    # and whisper-base on them.
-    if [ -e corpus-parts.done ] && [ ! -e test-sample/test.jsonl ]; then
+    # The first TEST_SAMPLE held-out utterances of the corpus's GPU part (Opus clips): the CPU machine scores the
+    # grafts and whisper-base on them.
+    if [ -e build.done ] && [ ! -e test-sample/test.jsonl ]; then
       python3 - "${TEST_SAMPLE:-600}" <<'PY'
 import json, shutil, sys
 from pathlib import Path
-source, out = Path("corpus-opus"), Path("test-sample")
+source, out = Path("corpus"), Path("test-sample")
 lines = (source / "test.jsonl").read_text().splitlines()[: int(sys.argv[1])]
 (out / "audio").mkdir(parents=True, exist_ok=True)
 for line in lines:
@@ -103,7 +103,7 @@ PY
     ;;
   collect-corpus)
     part=$work/corpus-parts/part-$(printf %02d "$2")
-    [ -e "$work/corpus-parts.done" ] || { echo "the corpus's Opus copy is not packed yet"; exit 1; }
+    [ -e "$work/corpus-parts.done" ] || { echo "the corpus is not packed yet"; exit 1; }
     split -b 16M "$part/chunk" "$OUT/piece-" && cp "$part/sha256" "$OUT/sha256"
     ls -la "$OUT"; ls "$work/corpus-parts" | wc -l
     ;;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, in the background (scripts/gpu/lease.sh stage starts it once Kokoro and the wheels are there):
 # Kokoro's throughput on this machine's GPUs (with CUDA MPS where the driver offers it), then the corpus's GPU part,
-# then an Opus copy of that part, packed for carrying back (later leases stage it instead of remaking it).
+# stored as wideband Opus and packed for carrying back (later leases can stage it instead of remaking it).
 #   GPU part:  utterances [0, GPU_UTTERANCES) of the plan, Kokoro (on the GPUs) and espeak-ng (on the CPU cores).
 #   CPU parts: utterances from PLAN_GPU_END on, the Debian engines, made on a CPU machine and carried.
 set -x
@@ -49,15 +49,12 @@ fi
 echo "MPS in use: $mps"
 started=$(date +%s)
 python3 -m audiograft data synth "$work/corpus" --utterances "$GPU_UTTERANCES" --engines kokoro,espeak --texts "$texts" \
-  --workers "$cores"
+  --workers "$cores" --audio-format opus
 echo "corpus wall $(( $(date +%s) - started )) s"
 python3 -m audiograft data stats "$work/corpus" --json "$work/corpus_gpu_part_stats.json"
 [ "$mps" = 1 ] && echo quit | nvidia-cuda-mps-control
 touch "$work/build.done"
-# Carried back in parts by `lease.sh collect-corpus N` while training runs.
-started=$(date +%s)
-python3 scripts/gpu/stage.py opus "$work/corpus" "$work/corpus-opus" --compression "${OPUS_COMPRESSION:-0.98}" \
-  --workers "$cores" \
-  && python3 scripts/gpu/stage.py pack "$work/corpus-parts" --part-mb 60 "$work/corpus-opus" \
-  && echo "corpus Opus copy wall $(( $(date +%s) - started )) s" && du -sh "$work/corpus-opus" \
-  && ls "$work/corpus-parts" && touch "$work/corpus-parts.done"
+# Carried back in parts by `lease.sh collect-corpus N` while training runs (a separate Opus pass over FLAC clips, tried
+# on 2026-11-30, encoded about 70 clips/s on cores shared with training: 12 minutes for this part).
+python3 scripts/gpu/stage.py pack "$work/corpus-parts" --part-mb 60 "$work/corpus" && ls "$work/corpus-parts" \
+  && touch "$work/corpus-parts.done"

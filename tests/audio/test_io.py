@@ -6,6 +6,7 @@ import soundfile
 from conftest import make_clips
 
 from audiograft.audio.io import (
+    CLIP_FORMATS,
     MIN_SAMPLES,
     SAMPLE_RATE,
     UPLOAD_NAME,
@@ -15,6 +16,7 @@ from audiograft.audio.io import (
     load_audio,
     run_on_loaded,
     write_audio,
+    write_clip,
     write_opus,
 )
 
@@ -237,3 +239,13 @@ def test_write_audio_writes_a_16_bit_16_khz_flac_that_loads_back(tmp_path):
     assert (info.samplerate, info.format, info.subtype, info.frames) == (16000, "FLAC", "PCM_16", waveform.size)
     np.testing.assert_allclose(load_audio(path), waveform, atol=1 / 2**15)
     assert [p.name for p in path.parent.iterdir()] == ["clip.flac"]  # no temporary file left beside it
+
+
+def test_write_clip_writes_each_clip_format_and_refuses_others(tmp_path):
+    waveform = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    flac = write_clip(tmp_path / f"a{CLIP_FORMATS['flac']}", waveform, "flac")
+    opus = write_clip(tmp_path / f"a{CLIP_FORMATS['opus']}", waveform, "opus")
+    assert (soundfile.info(flac).format, soundfile.info(opus).format) == ("FLAC", "OGG")
+    assert opus.stat().st_size < flac.stat().st_size
+    with pytest.raises(ValueError, match="mp3"):
+        write_clip(tmp_path / "a.mp3", waveform, "mp3")

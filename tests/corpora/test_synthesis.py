@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from audiograft.audio.io import write_audio
+from audiograft.audio.io import load_audio, write_audio
 from audiograft.corpora import engines, synthesis, texts
 from audiograft.corpora.engines import Voice
 from audiograft.corpora.synthesis import build_corpus
@@ -186,6 +186,26 @@ def test_a_part_is_its_range_of_the_plan_from_the_given_texts_and_engines(tmp_pa
     ]
     with pytest.raises(ValueError, match="start 6"):
         build_corpus(tmp_path / "part", 6, workers=1, progress=False, engines=["espeak"], texts=POOLS, start=6)
+
+
+@requires_espeak
+def test_an_opus_corpus_stores_wideband_ogg_clips_that_train_like_flac_ones(tmp_path):
+    common = dict(seed=2, workers=1, test_fraction=0.5, progress=False, engines=["espeak"], texts=POOLS)
+    build_corpus(tmp_path / "flac", 4, **common)
+    summary = build_corpus(tmp_path / "opus", 4, audio_format="opus", **common)
+    flac, opus = (read_manifest(tmp_path / name / "manifest.jsonl") for name in ("flac", "opus"))
+    assert summary.failed == 0 and [u.text for u in opus] == [u.text for u in flac]
+    assert all(u.audio.suffix == ".ogg" and soundfile.info(u.audio).format == "OGG" for u in opus)
+    assert sum(u.audio.stat().st_size for u in opus) < sum(u.audio.stat().st_size for u in flac) / 2
+    for flac_clip, opus_clip in zip(flac, opus):
+        # Opus keeps the clip's length within its frame padding, and its energy.
+        flac_audio, opus_audio = load_audio(flac_clip.audio), load_audio(opus_clip.audio)
+        assert abs(opus_audio.size - flac_audio.size) <= 0.02 * 16000
+        assert np.std(opus_audio) == pytest.approx(np.std(flac_audio), rel=0.2)
+    resumed = build_corpus(tmp_path / "opus", 4, audio_format="opus", **common)
+    assert resumed.utterances == summary.utterances
+    with pytest.raises(ValueError, match="audio_format"):
+        build_corpus(tmp_path / "other", 4, audio_format="mp3", **common)
 
 
 def make_part(directory: Path, indices: range, speaker: str) -> Path:

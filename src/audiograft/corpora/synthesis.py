@@ -34,7 +34,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from audiograft.audio.io import SAMPLE_RATE, write_audio
+from audiograft.audio.io import CLIP_FORMATS, SAMPLE_RATE, write_clip
 from audiograft.corpora.engines import Voice, available_voices, engine_named
 from audiograft.corpora.texts import load_texts, source_weights
 from audiograft.corpora.voice_quality import usable_voices
@@ -170,28 +170,30 @@ def _pool_choice(
     return names, raw / raw.sum()
 
 
-def _audio_path(out_dir: Path, utterance: Utterance) -> Path:
-    return out_dir / "audio" / f"{utterance.id}.flac"
+def _audio_path(out_dir: Path, utterance: Utterance, audio_format: str) -> Path:
+    return out_dir / "audio" / f"{utterance.id}{CLIP_FORMATS[audio_format]}"
 
 
 def _record_path(out_dir: Path, utterance: Utterance) -> Path:
     return out_dir / "audio" / f"{utterance.id}.json"
 
 
-def _is_done(out_dir: Path, utterance: Utterance) -> bool:
-    return _audio_path(out_dir, utterance).exists() and _record_path(out_dir, utterance).exists()
+def _is_done(out_dir: Path, utterance: Utterance, audio_format: str) -> bool:
+    return _audio_path(out_dir, utterance, audio_format).exists() and _record_path(out_dir, utterance).exists()
 
 
-def synthesize_utterance(out_dir: Path, utterance: Utterance) -> dict:
-    """Synthesise one utterance and write its audio and manifest record, each atomically.
+def synthesize_utterance(out_dir: Path, utterance: Utterance, audio_format: str = "flac") -> dict:
+    """Synthesise one utterance and write its audio (in one of audio.io.CLIP_FORMATS) and manifest record, each
+    atomically.
 
     The record is written before the audio, so an audio file on disk always has its record."""
     voice = utterance.voice
     audio, words = engine_named(voice.engine).synthesize(utterance.text, voice, utterance.rate, utterance.pitch)
     if audio.size == 0:
         raise RuntimeError(f"{voice.id} produced no audio")
+    audio_path = _audio_path(out_dir, utterance, audio_format)
     record = {
-        "audio": f"audio/{utterance.id}.flac",
+        "audio": f"audio/{audio_path.name}",
         "text": utterance.text,
         "duration": round(audio.size / SAMPLE_RATE, 3),
         "speaker": voice.id,
@@ -203,7 +205,7 @@ def synthesize_utterance(out_dir: Path, utterance: Utterance) -> dict:
         record["words"] = [word.to_dict() for word in words]
     with atomic_path(_record_path(out_dir, utterance)) as temporary:
         temporary.write_text(json.dumps(record))
-    write_audio(_audio_path(out_dir, utterance), audio)
+    write_clip(audio_path, audio, audio_format)
     return record
 
 
@@ -230,7 +232,9 @@ def pin_worker_to_gpu(started: multiprocessing.sharedctypes.Synchronized, gpus: 
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
 
 
-def _synthesize_all(out_dir: Path, pending: list[Utterance], workers: int, progress: bool) -> int:
+def _synthesize_all(
+    out_dir: Path, pending: list[Utterance], workers: int, progress: bool, audio_format: str
+) -> int:
     """Synthesise pending utterances in worker processes, spread over the GPUs if any; returns how many failed."""
     failed = 0
     # spawn: engines hold C libraries and subprocesses that must not be shared through fork.
@@ -241,7 +245,9 @@ def _synthesize_all(out_dir: Path, pending: list[Utterance], workers: int, progr
                             initargs=(context.Value("i", 0), visible_gpus())) as pool,
     ):
         task = bar.add_task("synthesise", total=len(pending))
-        futures = {pool.submit(synthesize_utterance, out_dir, utterance): utterance for utterance in pending}
+        futures = {
+            pool.submit(synthesize_utterance, out_dir, utterance, audio_format): utterance for utterance in pending
+        }
         try:
             for future in as_completed(futures):
                 bar.advance(task)
@@ -292,6 +298,7 @@ def build_corpus(
     engines: Collection[str] | None = None,
     texts: Mapping[str, Sequence[str]] | None = None,
     start: int = 0,
+    audio_format: str = "flac",
 ) -> CorpusSummary:
     """Build (or finish building) a synthetic speech corpus under out_dir.
 
@@ -304,20 +311,23 @@ def build_corpus(
     (default: texts.load_texts(); texts.read_text_pools reads those another machine wrote). Only the plan's
     utterances from start on are made: parts of one corpus built on several machines take disjoint ranges
     of one plan (same seed and texts), so their utterances differ in text and id, and merge_corpora joins them.
+    audio_format is one of audio.io.CLIP_FORMATS: "opus" stores the clips as wideband Ogg/Opus, a fifth of FLAC's size.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
     if not 0 <= start < utterances:
         raise ValueError(f"start {start} must be below the number of utterances ({utterances})")
+    if audio_format not in CLIP_FORMATS:
+        raise ValueError(f"audio_format must be one of {sorted(CLIP_FORMATS)}, got {audio_format!r}")
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
     voices = corpus_voices(engines)
     _write_voices(out_dir, voices)
     texts = load_texts() if texts is None else texts
     plan = plan_corpus(utterances, voices, texts, seed, test_fraction, source_weights(texts))[start:]
-    pending = [u for u in plan if not _is_done(out_dir, u)]
+    pending = [u for u in plan if not _is_done(out_dir, u, audio_format)]
     logger.info("%d of %d utterances to synthesise with %d voices", len(pending), len(plan), len(voices))
-    failed = _synthesize_all(out_dir, pending, workers, progress) if pending else 0
-    records = [json.loads(_record_path(out_dir, u).read_text()) for u in plan if _is_done(out_dir, u)]
+    failed = _synthesize_all(out_dir, pending, workers, progress, audio_format) if pending else 0
+    records = [json.loads(_record_path(out_dir, u).read_text()) for u in plan if _is_done(out_dir, u, audio_format)]
     _write_manifests(out_dir, records)
     return CorpusSummary(
         utterances={s: sum(r["split"] == s for r in records) for s in SPLITS},
