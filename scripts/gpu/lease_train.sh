@@ -14,8 +14,9 @@ data=${DATA:-v3}
 mkdir -p "$work/data/$data"
 python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage"/debian* || exit 1
 python3 -m audiograft data stats "$work/data/synth" --json "$work/corpus_stats.json"
-# The real speech is a few per cent of the clips: repeated REAL_REPEATS times so its voices are heard more often.
-DATA=$data REAL_REPEATS=3 python3 - "$work" "$stage" <<'PY' || exit 1
+# The real speech is a few per cent of the clips: repeated 3 times in train.jsonl so its voices are heard more often,
+# and N times in train_realN.jsonl for each N of REAL_REPEATS (the real-share lever).
+DATA=$data REAL_REPEATS="3 ${REAL_REPEATS:-10}" python3 - "$work" "$stage" <<'PY' || exit 1
 import json, os, sys
 from pathlib import Path
 work, stage = map(Path, sys.argv[1:])
@@ -27,13 +28,15 @@ def lines(manifest):
 synthetic = list(lines(work / "data/synth/train.jsonl"))
 real = list(lines(stage / "realspeech/train.jsonl"))
 out = work / "data" / os.environ["DATA"]
-(out / "train.jsonl").write_text("\n".join(synthetic + real * int(os.environ["REAL_REPEATS"])) + "\n")
+for index, repeats in enumerate(map(int, os.environ["REAL_REPEATS"].split())):
+    name = "train.jsonl" if index == 0 else f"train_real{repeats}.jsonl"
+    (out / name).write_text("\n".join(synthetic + real * repeats) + "\n")
+    print(f"{name}: {len(synthetic)} synthetic + {len(real)} real x {repeats}")
 (out / "test.jsonl").write_text("\n".join(lines(work / "data/synth/test.jsonl")) + "\n")
-print(f"train: {len(synthetic)} synthetic + {len(real)} real x {os.environ['REAL_REPEATS']}")
 PY
 started=$(date +%s)
 gpus=$(nvidia-smi -L | wc -l)
-configs=(${TRAIN_CONFIGS:-configs/v3-stage2.yaml configs/v3-stage2-ctc.yaml})
+configs=(${TRAIN_CONFIGS:-configs/v3-stage2-ctc.yaml configs/v3-stage2-real10.yaml})
 prepare() {
   # The configs name data/v3/... and runs/...: read from $work, not from a link in the checkout, which the next call's
   # copy of the working tree would remove. A run started from v2's projector finds it where the stage parts put it.

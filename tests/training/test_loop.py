@@ -267,3 +267,16 @@ def test_loader_workers_get_the_processor_never_the_model(base_models, manifest,
     modules, size = pickled_modules_and_size(collator)
     assert modules == []
     assert size < 2**20  # the tokenizer and the mel filters; the LLM's weights would be gigabytes
+
+
+def test_augment_takes_true_false_or_the_strengths_to_change(base_models, manifest, tmp_path):
+    from audiograft.audio.augment import Augmentation
+    from audiograft.training.loop import augmentation
+
+    assert augmentation(False, 30.0) is None
+    assert augmentation(True, 30.0) == Augmentation(max_seconds=30.0)
+    stronger = augmentation({"noise_probability": 0.9, "snr_range_db": [0, 20]}, 30.0)
+    assert stronger == Augmentation(noise_probability=0.9, snr_range_db=(0, 20), max_seconds=30.0)
+    for bad in ({"noise": 0.9}, {"max_seconds": 5}, "strong"):
+        with pytest.raises(ValueError, match="augment must be"):
+            config_for(base_models, manifest, tmp_path, augment=bad)

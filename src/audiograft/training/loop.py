@@ -70,7 +70,9 @@ class TrainConfig:
     # Weight of the auxiliary CTC loss on the projected audio tokens (GraftModel.ctc_loss); 0 trains on the answers'
     # next-token loss alone.
     ctc_weight: float = 0.0
-    augment: bool = False
+    # Waveform augmentation: true for audio.augment.Augmentation's defaults, or a mapping of its fields to set their
+    # strengths (e.g. {noise_probability: 0.8, snr_range_db: [0, 20]}).
+    augment: bool | dict[str, Any] = False
     spec_augment: bool = False
     encoder_cache: str | None = None  # directory for the frozen encoder's output (either stage, no augmentation)
     # Recompute the LLM's activations in the backward pass: about a third more compute for much less memory, for
@@ -89,7 +91,8 @@ class TrainConfig:
             self.lora = LoraSettings(**self.lora)
         if self.stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {self.stage}")
-        if self.encoder_cache and (self.augment or self.spec_augment):
+        augmentation(self.augment, None)  # a bad mapping fails here, before any model is loaded
+        if self.encoder_cache and (self.augment is not False or self.spec_augment):
             raise ValueError("encoder_cache needs training without augment and spec_augment: the frames must not change")
         if self.ctc_weight < 0:
             raise ValueError(f"ctc_weight must be >= 0, got {self.ctc_weight}")
@@ -106,6 +109,20 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown training keys: {', '.join(unknown)}")
         return cls(**values)
+
+
+def augmentation(setting: bool | dict[str, Any], max_seconds: float | None) -> Augmentation | None:
+    """TrainConfig.augment as an Augmentation (None when off); a mapping names the strengths it changes."""
+    if setting is False:
+        return None
+    if setting is True:
+        return Augmentation(max_seconds=max_seconds)
+    strengths = {f.name for f in dataclasses.fields(Augmentation)} - {"max_seconds"}
+    if not isinstance(setting, dict) or not set(setting) <= strengths:
+        raise ValueError(f"augment must be true, false or a mapping of some of {sorted(strengths)}; got {setting!r}")
+    # YAML gives ranges as lists; the dataclass keeps tuples.
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in setting.items()}
+    return Augmentation(**values, max_seconds=max_seconds)
 
 
 class TrainingDiverged(RuntimeError):
@@ -199,7 +216,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         accelerator.wait_for_everyone()
     dataset = SpeechDataset(
         utterances,
-        augment=Augmentation(max_seconds=model.processor.max_seconds) if config.augment else None,
+        augment=augmentation(config.augment, model.processor.max_seconds),
         seed=config.seed,
         max_seconds=model.processor.max_seconds,
         encoder_cache=cache,
