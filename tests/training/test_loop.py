@@ -280,3 +280,15 @@ def test_augment_takes_true_false_or_the_strengths_to_change(base_models, manife
     for bad in ({"noise": 0.9}, {"max_seconds": 5}, "strong"):
         with pytest.raises(ValueError, match="augment must be"):
             config_for(base_models, manifest, tmp_path, augment=bad)
+
+
+def test_every_training_config_in_the_repository_reads():
+    from pathlib import Path
+
+    from audiograft.training.loop import TrainConfig
+
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    assert len(configs) >= 9
+    for path in configs:
+        config = TrainConfig.from_yaml(path)
+        assert config.max_steps > 0 and config.output_dir.startswith("runs/"), path
