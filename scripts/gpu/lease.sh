@@ -12,7 +12,8 @@
 #                                       logs, and each named run's (default: every run's) final adapter, or its last
 #                                       checkpoint (optimizer too) to resume from, as RUN.tar.* pieces
 #   bash scripts/gpu/lease.sh collect-corpus N   part N of the GPU part (Opus clips; lease_build.sh packs it), in
-#                                       16 MiB pieces; here: cat piece-* > .stage/corpus/part-NN/chunk, its sha256 beside
+#                                       16 MiB pieces; here: cat piece-* > .stage/corpus/part-NN/chunk, its sha256 beside;
+#                                       a later lease stages that group with CARRIED_CORPUS=1 instead of making it again
 set -uo pipefail
 phase=$1
 root=$PWD

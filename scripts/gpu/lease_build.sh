@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine, in the background (scripts/gpu/lease.sh stage starts it once Kokoro and the wheels are there):
-# Kokoro's throughput on this machine's GPUs (with CUDA MPS where the driver offers it), then the corpus's GPU part,
-# stored as wideband Opus and packed for carrying back (later leases can stage it instead of remaking it).
-#   GPU part:  utterances [0, GPU_UTTERANCES) of the plan, Kokoro (on the GPUs) and espeak-ng (on the CPU cores).
+# CUDA MPS where the driver offers it (KOKORO_BENCH=1: Kokoro's throughput with and without), then the corpus's GPU
+# part, stored as wideband Opus and packed for carrying back (later leases can stage it instead of remaking it).
+#   GPU part:  utterances [0, GPU_UTTERANCES) of the plan, Kokoro (on the GPUs) and espeak-ng (on the CPU cores);
+#              CARRIED_CORPUS=1 (on the first `lease.sh stage` call) takes the one staged as .stage/corpus instead.
 #   CPU parts: utterances from PLAN_GPU_END on, the Debian engines, made on a CPU machine and carried.
 set -x
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,10 +16,15 @@ PLAN_GPU_END=${PLAN_GPU_END:-70000}
 GPU_UTTERANCES=${GPU_UTTERANCES:-52000}
 BENCH_UTTERANCES=${BENCH_UTTERANCES:-20}
 [ "$GPU_UTTERANCES" -le "$PLAN_GPU_END" ] || { echo "GPU part must end by $PLAN_GPU_END"; exit 1; }
+if [ "${CARRIED_CORPUS:-0}" = 1 ]; then
+  # The GPU part made by an earlier lease and carried back (lease.sh collect-corpus), staged as the group
+  # .stage/corpus: nothing to make. voices.json is its tar stream's last member.
+  until [ -e "$stage/corpus/voices.json" ]; do sleep 5; done
+  ln -sfn "$stage/corpus" "$work/corpus" && touch "$work/build.done"
+  exit 0
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv
 python3 -c "import torch, kokoro_onnx, phonemizer, espeakng_loader, faker, inflect, soundfile, soxr; print(torch.cuda.device_count(), torch.cuda.get_device_name())"
-# Batch-1 workers keep the GPU busy with many small kernels from many processes. Without MPS the processes take
-# turns on the GPU; with it their kernels run side by side. Kept only where it starts, serves, and is faster.
 # One process converts Kokoro's weights first (cached): 32 processes converting at once oversubscribe the cores
 # (load average 520 on 32 cores, measured) for minutes.
 python3 benchmarks/kokoro_gpu.py --processes 1 --utterances 2
