@@ -19,17 +19,18 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
-
-def _opus_copy(source: Path, target: Path, compression: float) -> None:
+def _opus_copy(source: Path, target: Path) -> None:
     # Imported here: `unpack` runs on the bare machine before any wheel is installed.
-    from audiograft.audio.io import load_audio, write_opus
+    from audiograft.audio.io import load_audio, write_clip
 
     if not target.exists():
-        write_opus(target, load_audio(source), compression)
+        write_clip(target, load_audio(source), "opus")
 
 
-def opus(corpus: Path, out: Path, compression: float, workers: int = 1) -> None:
-    """Every *.jsonl manifest of corpus, rewritten to point at Ogg/Opus copies of its audio under out."""
+def opus(corpus: Path, out: Path, workers: int = 1) -> None:
+    """Every *.jsonl manifest of corpus, rewritten to point at wideband Ogg/Opus copies of its audio under out (the
+    clip format `audiograft data synth --audio-format opus` writes)."""
+    from audiograft.audio.io import CLIP_FORMATS
     from audiograft.files import write_text_atomically
 
     out.mkdir(parents=True, exist_ok=True)
@@ -40,13 +41,13 @@ def opus(corpus: Path, out: Path, compression: float, workers: int = 1) -> None:
         lines = []
         for line in manifest.read_text().splitlines():
             record = json.loads(line)
-            relative = Path(record["audio"]).with_suffix(".ogg")
+            relative = Path(record["audio"]).with_suffix(CLIP_FORMATS["opus"])
             copies[corpus / record["audio"]] = out / relative
             lines.append(json.dumps({**record, "audio": str(relative)}, ensure_ascii=False))
         write_text_atomically(out / manifest.name, "\n".join(lines) + "\n")
     (out / "audio").mkdir(exist_ok=True)
     with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_opus_copy, copies, copies.values(), [compression] * len(copies), chunksize=64))
+        list(pool.map(_opus_copy, copies, copies.values(), chunksize=64))
 
 
 def pack(out: Path, part_mb: float, paths: list[Path]) -> None:
@@ -103,8 +104,6 @@ def main() -> None:
     opus_parser = commands.add_parser("opus")
     opus_parser.add_argument("corpus", type=Path)
     opus_parser.add_argument("out", type=Path)
-    # 0.98: audio.io.WIDEBAND_OPUS_COMPRESSION (not imported: `unpack` runs before any wheel is installed).
-    opus_parser.add_argument("--compression", type=float, default=0.98)
     opus_parser.add_argument("--workers", type=int, default=1)
     pack_parser = commands.add_parser("pack")
     pack_parser.add_argument("out", type=Path)
@@ -115,7 +114,7 @@ def main() -> None:
     unpack_parser.add_argument("parts", type=Path, nargs="+")
     args = parser.parse_args()
     if args.command == "opus":
-        opus(args.corpus, args.out, args.compression, args.workers)
+        opus(args.corpus, args.out, args.workers)
     elif args.command == "pack":
         pack(args.out, args.part_mb, args.paths)
     else:
