@@ -11,6 +11,8 @@
 #   bash scripts/gpu/lease.sh collect [RUN...]   the results into $OUT (at most 8 files of 16 MiB, 64 MiB): measurements,
 #                                       logs, and each named run's (default: every run's) final adapter, or its last
 #                                       checkpoint (optimizer too) to resume from, as RUN.tar.* pieces
+#   bash scripts/gpu/lease.sh collect-grafts RUN STEP...   the grafts (adapters, no optimizer) of RUN's checkpoints at
+#                                       those steps, for a training curve scored on the CPU machine
 #   bash scripts/gpu/lease.sh collect-corpus N   part N of the GPU part (Opus clips; lease_build.sh packs it), in
 #                                       16 MiB pieces; here: cat piece-* > .stage/corpus/part-NN/chunk, its sha256 beside;
 #                                       a later lease stages that group with CARRIED_CORPUS=1 instead of making it again
@@ -101,6 +103,15 @@ PY
     done
     ls -la "$OUT"
     tail -n 5 "$work"/train*.log 2>/dev/null
+    ;;
+  collect-grafts)
+    cd "$code/runs/$2" || exit 1
+    shift 2
+    for step in "$@"; do
+      checkpoint=checkpoint-$(printf %08d "$step")
+      tar c "$checkpoint/graft" | split -b 15M - "$OUT/$checkpoint.tar."
+    done
+    ls -la "$OUT"
     ;;
   collect-corpus)
     part=$work/corpus-parts/part-$(printf %02d "$2")

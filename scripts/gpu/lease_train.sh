@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the GPU machine, in the background (scripts/gpu/lease.sh train): the training manifests from the corpus parts
-# (the GPU part made in this lease and the carried CPU parts, $stage/debian*), then each config of TRAIN_CONFIGS in
-# turn, data-parallel over every GPU of the machine. Evaluation runs on a CPU machine, whisper-base beside the graft
-# (its decoder does not travel); EVALUATE=1 scores the last run here too.
+# (the GPU part made in this lease and the carried CPU parts, $stage/debian*), then the lanes of TRAIN_CONFIGS: one
+# lane per GPU where there are GPUs enough, else every config in turn, data-parallel over every GPU of the machine.
+# Evaluation runs on a CPU machine, whisper-base beside the graft (its decoder does not travel); EVALUATE=1 scores the
+# last run here too.
 set -x
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -36,7 +37,8 @@ for index, repeats in enumerate(map(int, os.environ["REAL_REPEATS"].split())):
 PY
 started=$(date +%s)
 gpus=$(nvidia-smi -L | wc -l)
-configs=(${TRAIN_CONFIGS:-configs/v3-stage2-ctc.yaml configs/v3-stage2-real10.yaml})
+# TRAIN_CONFIGS: space-separated lanes; a lane of several configs joined by "+" runs them one after another.
+lanes=(${TRAIN_CONFIGS:-configs/v3-stage2-ctc.yaml+configs/v3-stage2-real10.yaml configs/v4-stage2.yaml})
 prepare() {
   # The configs name data/v3/... and runs/...: read from $work, not from a link in the checkout, which the next call's
   # copy of the working tree would remove. A run started from v2's projector finds it where the stage parts put it.
@@ -48,17 +50,24 @@ prepare() {
   sed "${edits[@]}" "$1" > "$config"
   echo "$config"
 }
-if [ "${#configs[@]}" -gt 1 ] && [ "${#configs[@]}" -le "$gpus" ]; then
-  # Ablations on equal budgets: each config alone on its own GPU, all at once.
-  for index in "${!configs[@]}"; do
-    config=$(prepare "${configs[$index]}")
-    CUDA_VISIBLE_DEVICES=$index python3 -m audiograft train "$config" > "$work/train_$(basename "$config" .yaml).log" 2>&1 &
+if [ "${#lanes[@]}" -gt 1 ] && [ "${#lanes[@]}" -le "$gpus" ]; then
+  # Ablations on equal budgets: each lane alone on its own GPU, all lanes at once.
+  for index in "${!lanes[@]}"; do
+    (
+      IFS=+
+      for lane_config in ${lanes[$index]}; do
+        config=$(prepare "$lane_config")
+        CUDA_VISIBLE_DEVICES=$index python3 -m audiograft train "$config" \
+          > "$work/train_$(basename "$config" .yaml).log" 2>&1
+        echo "$lane_config wall $(( $(date +%s) - started )) s on GPU $index"
+      done
+    ) &
   done
   wait
-  echo "runs wall $(( $(date +%s) - started )) s, one per GPU"
+  echo "runs wall $(( $(date +%s) - started )) s, one lane per GPU"
 else
   # One config after another, each data-parallel over every GPU.
-  for stage_config in "${configs[@]}"; do
+  for stage_config in ${lanes[@]//+/ }; do
     config=$(prepare "$stage_config")
     if [ "$gpus" -gt 1 ]; then
       python3 -m accelerate.commands.launch --multi_gpu --num_processes "$gpus" --mixed_precision bf16 \
@@ -71,7 +80,8 @@ else
 fi
 touch "$work/train.done"
 if [ "${EVALUATE:-0}" = 1 ]; then
-  final=runs/$(basename "${configs[-1]%.yaml}")/final
+  last=${lanes[-1]##*+}
+  final=runs/$(basename "${last%.yaml}")/final
   python3 -m audiograft eval "$work/data/$data/test.jsonl" --model "$final" --device cuda --batch-size 64 \
     --limit "${TEST_LIMIT:-1000}" --json "$work/eval_synthetic_test.json"
   python3 -m audiograft eval "$stage/realspeech/dev.jsonl" --model "$final" --device cuda --batch-size 64 \
