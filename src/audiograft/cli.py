@@ -69,6 +69,9 @@ Baseline = choices("Baseline", ["whisper"])
 ClipFormat = choices("ClipFormat", CLIP_FORMATS)
 
 ModelOption = Annotated[str, typer.Option(metavar="DIR", help="A saved graft directory, or 'default' (built-in).")]
+CtcCandidatesOption = Annotated[int, typer.Option(min=0, help=(
+    "Sample this many more answers per window and keep the one whose letters the word aligner finds likeliest in "
+    "the audio (each costs about one more decoding; needs a word aligner)."))]
 DeviceOption = Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda, cuda:1, ...")]
 ThreadsOption = Annotated[int, typer.Option(min=1, metavar="N", help="CPU threads for torch; more rarely help a graft's "
                                             "small matmuls, and shared cores make them much slower.")]
@@ -178,6 +181,7 @@ def transcribe(
     static_cache: Annotated[bool, typer.Option(
         help="Decode into a static KV cache with the decode step compiled to CUDA graphs (GPU; long jobs).")] = (
         TranscriptionOptions.static_cache),
+    ctc_candidates: CtcCandidatesOption = TranscriptionOptions.ctc_candidates,
 ) -> None:
     """Transcribe audio files, or do --task with them. Without --output-dir the text format prints one line per file
     (its name, a tab, the text) and the others print each file's rendering. A bad file is reported and the rest
@@ -193,7 +197,8 @@ def transcribe(
                                  param_hint="--output-dir")
     use_device(device, threads)
     options = TranscriptionOptions(
-        task=task, batch_size=batch_size, word_timestamps=word_timestamps, static_cache=static_cache
+        task=task, batch_size=batch_size, word_timestamps=word_timestamps, static_cache=static_cache,
+        ctc_candidates=ctc_candidates,
     )
     transcriber = Transcriber(model, device=device, options=options)
     if output_dir is not None:
@@ -362,6 +367,7 @@ def evaluate(
     device: DeviceOption = "cpu",
     threads: ThreadsOption = DEFAULT_CPU_THREADS,
     limit: Annotated[int | None, typer.Option(help="Score only the first N utterances.")] = None,
+    ctc_candidates: CtcCandidatesOption = TranscriptionOptions.ctc_candidates,
 ) -> None:
     """Corpus WER/CER (Whisper-normalised), speed, failure rates; optionally beside plain Whisper, with a report."""
     from audiograft.evaluation.metrics import subsets
@@ -374,7 +380,7 @@ def evaluate(
     use_device(device, threads)
     utterances = read_manifest(manifest)[:limit]
     graft = GraftModel.from_pretrained(model, device=device, merge_lora=True)
-    result = evaluate_model(graft, utterances, batch_size, name=model)
+    result = evaluate_model(graft, utterances, batch_size, name=model, ctc_candidates=ctc_candidates)
     if baseline is not None:
         whisper = WhisperBaseline(resolve_base(graft.config.encoder), device=device)
         result.baseline = whisper.evaluate(utterances, batch_size, max_seconds=graft.encoder.max_seconds)
@@ -432,6 +438,28 @@ def align_train(
             console.print(f"dev: {errors.n_words} words, boundary MAE {errors.mae_ms:.1f} ms, "
                           f"within 50 ms {errors.share_within(50):.1%}, within 100 ms {errors.share_within(100):.1%}")
     console.print(f"wrote the word aligner to {aligner.save_pretrained(graft.directory)}")
+
+
+@app.command()
+def calibrate(
+    model: Annotated[str, typer.Argument(help="The graft directory to fit the confidence calibrator of.")],
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of speakers the model did not train on.")],
+    batch_size: Annotated[int, typer.Option(min=1)] = TranscriptionOptions.batch_size,
+    threads: ThreadsOption = DEFAULT_CPU_THREADS,
+    limit: Annotated[int | None, typer.Option(help="Use the first N utterances only.")] = None,
+) -> None:
+    """Fit the word-confidence calibrator (Platt scaling) on the model's transcripts of held-out speech and save it
+    into the graft directory."""
+    from audiograft.evaluation.runner import fit_calibrator
+    from audiograft.manifest import read_manifest
+    from audiograft.modeling.model import GraftModel
+
+    use_device("cpu", threads)
+    graft = GraftModel.from_pretrained(model, merge_lora=True)
+    calibrator, raw_ece, calibrated_ece = fit_calibrator(graft, read_manifest(manifest)[:limit], batch_size)
+    console.print(f"confidence ECE on {manifest}: raw {raw_ece:.3f}, calibrated {calibrated_ece:.3f} "
+                  f"(slope {calibrator.slope:.3f}, intercept {calibrator.intercept:.3f})")
+    console.print(f"wrote the calibrator to {calibrator.save(graft.directory)}")
 
 
 @data_app.command("synth")

@@ -58,3 +58,43 @@ def test_evaluate_model_runs_the_transcriber_on_clips_of_any_length(base_models,
     long, silence = result.utterances
     assert long.hypothesis and long.words and all(w.confidence is not None for w in long.words)
     assert silence.hypothesis == "" and not silence.hallucination
+
+
+def test_fit_calibrator_fits_on_the_raw_confidences_of_the_models_own_transcripts(base_models, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import soundfile
+    import torch
+    from typer.testing import CliRunner
+
+    from audiograft.cli import app
+    from audiograft.evaluation import runner
+    from audiograft.evaluation.metrics import ScoredWord
+    from audiograft.inference.alignment import ConfidenceCalibrator
+    from audiograft.manifest import write_manifest
+    from audiograft.modeling.config import GraftConfig
+    from audiograft.modeling.model import GraftModel
+
+    torch.manual_seed(0)
+    model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
+    directory = model.save_pretrained(tmp_path / "graft")
+    ConfidenceCalibrator(slope=0.0, intercept=0.0).save(directory)  # a stale calibrator: every word 0.5
+    soundfile.write(tmp_path / "a.flac", np.zeros(16000, np.float32), 16000)
+    manifest = write_manifest(tmp_path / "m.jsonl", [Utterance(tmp_path / "a.flac", "the fox", 1.0)] * 4)
+    seen = {}
+
+    def fake_evaluate(model, utterances, batch_size=8, name="", calibrated=True):
+        # Words the raw scores rank well but overstate: confident ones mostly right, doubtful ones mostly wrong.
+        seen["calibrated"] = calibrated
+        words = [ScoredWord("w", None, None, confidence, correct) for confidence, correct in
+                 [(0.9, True), (0.8, True), (0.85, False), (0.2, False), (0.3, False), (0.25, True)] * 5]
+        return SimpleNamespace(utterances=[SimpleNamespace(words=words)])
+
+    monkeypatch.setattr(runner, "evaluate_model", fake_evaluate)
+    calibrator, raw_ece, calibrated_ece = runner.fit_calibrator(model, [], batch_size=2)
+    assert seen["calibrated"] is False
+    assert calibrator.slope > 0 and calibrated_ece < raw_ece
+    result = CliRunner().invoke(app, ["calibrate", str(directory), str(manifest), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    assert "calibrated" in result.output
+    assert ConfidenceCalibrator.load(directory) == calibrator

@@ -154,6 +154,10 @@ def test_a_calibrator_saved_with_the_model_calibrates_the_confidences(graft, tmp
     force_answers(monkeypatch, graft, lambda _: "the quick fox")
     words = calibrated.transcribe(SPEECH[: 2 * SAMPLE_RATE]).segments[0].words
     assert [w.confidence for w in words] == pytest.approx([0.5, 0.5, 0.5])
+    raw = Transcriber(graft, options=TranscriptionOptions(temperatures=(0.0,)), calibrated=False)
+    raw_words = raw.transcribe(SPEECH[: 2 * SAMPLE_RATE]).segments[0].words
+    assert [w.word for w in raw_words] == ["the", "quick", "fox"]
+    assert [w.confidence for w in raw_words] != pytest.approx([0.5, 0.5, 0.5])
 
 
 class FakeAligner:
@@ -179,6 +183,35 @@ def test_word_timestamps_need_an_aligner_and_are_moved_to_clip_time(transcriber,
     for segment in segments:
         times = [time for w in segment.words for time in (w.start, w.end)]
         assert times == pytest.approx([segment.start + offset for offset in (0.0, 0.05, 0.1, 0.15)])
+
+
+class LetterAligner(FakeAligner):
+    """Finds a hypothesis likelier the more of its letters are in `heard`."""
+
+    def __init__(self, heard):
+        super().__init__()
+        self.heard = heard
+
+    def letter_nll(self, frames, words):
+        letters = "".join(words).lower()
+        return -sum(letter in self.heard for letter in letters) + sum(letter not in self.heard for letter in letters)
+
+
+def test_letter_checked_decoding_keeps_the_answer_whose_letters_the_aligner_hears(transcriber, monkeypatch):
+    calls = force_answers(monkeypatch, transcriber.model,
+                          lambda temperature: "hello my name is amy" if temperature == 0 else "go up")
+    assert transcriber.transcribe(SPEECH[: 2 * SAMPLE_RATE]).text == "hello my name is amy"
+    assert len(calls) == 1  # off by default: one greedy decoding, and no aligner asked
+    with pytest.raises(ValueError, match="ctc_candidates need a word aligner"):
+        transcriber.transcribe(SPEECH[: 2 * SAMPLE_RATE], ctc_candidates=2)
+    monkeypatch.setattr(transcriber, "_aligner", LetterAligner(heard="goup"))
+    calls.clear()
+    result = transcriber.transcribe(SPEECH[: 2 * SAMPLE_RATE], ctc_candidates=3, candidate_temperature=0.5)
+    assert result.text == "go up"
+    assert [c["temperature"] for c in calls] == [0.0, 0.5]
+    assert calls[1]["input_ids"].shape[0] == 3 * calls[0]["input_ids"].shape[0]  # every window's candidates at once
+    monkeypatch.setattr(transcriber, "_aligner", LetterAligner(heard="helomynaisy"))
+    assert transcriber.transcribe(SPEECH[: 2 * SAMPLE_RATE], ctc_candidates=3).text == "hello my name is amy"
 
 
 def test_word_times_follow_a_qwen2_audio_encoders_40_ms_frames(base_models, tmp_path, monkeypatch):

@@ -13,7 +13,15 @@ from rich.progress import Progress
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from audiograft.audio.io import AudioError, run_on_loaded
-from audiograft.evaluation.metrics import ENGLISH, EvaluationResult, Hypothesis, score
+from audiograft.evaluation.metrics import (
+    ENGLISH,
+    EvaluationResult,
+    Hypothesis,
+    expected_calibration_error,
+    judged_words,
+    score,
+)
+from audiograft.inference.alignment import ConfidenceCalibrator
 from audiograft.inference.transcriber import Transcriber, TranscriptionOptions
 from audiograft.inference.transcript import Transcript
 from audiograft.manifest import Utterance
@@ -65,13 +73,36 @@ def spoken_language(utterance: Utterance) -> str | None:
     return str(language) if language else None
 
 
-def evaluate_model(model: Any, utterances: Sequence[Utterance], batch_size: int = 8, name: str = "") -> EvaluationResult:
+def evaluate_model(
+    model: Any,
+    utterances: Sequence[Utterance],
+    batch_size: int = 8,
+    name: str = "",
+    calibrated: bool = True,
+    ctc_candidates: int = 0,
+) -> EvaluationResult:
     """Score a GraftModel on manifest utterances of any length, through the Transcriber as users run it (voice
-    activity gating, windows, decoding guards), with word timings wherever the model has a word aligner."""
-    transcriber = Transcriber(model, options=TranscriptionOptions(batch_size=batch_size))
+    activity gating, windows, decoding guards), with word timings wherever the model has a word aligner.
+    `calibrated=False` scores the raw word confidences, as `fit_calibrator` needs them; `ctc_candidates` is
+    TranscriptionOptions' letter-checked decoding."""
+    options = TranscriptionOptions(batch_size=batch_size, ctc_candidates=ctc_candidates)
+    transcriber = Transcriber(model, options=options, calibrated=calibrated)
     transcribe = partial(transcriber.transcribe_batch, word_timestamps=transcriber.has_word_aligner)
     hypotheses, wall_seconds = run_system(transcribe, utterances, batch_size)
     return score(hypotheses, wall_seconds=wall_seconds, model=name, device=str(model.device), batch_size=batch_size)
+
+
+def fit_calibrator(
+    model: Any, utterances: Sequence[Utterance], batch_size: int = 8
+) -> tuple[ConfidenceCalibrator, float, float]:
+    """Fit the model's word-confidence calibrator on its own transcripts of `utterances` (speakers it did not train
+    on, so that its errors are the ones users will meet); returns it with the expected calibration error of the raw
+    and of the calibrated confidences on those words."""
+    judged = judged_words(evaluate_model(model, utterances, batch_size, calibrated=False).utterances)
+    raw, correct = [w.confidence for w in judged], [w.correct for w in judged]
+    calibrator = ConfidenceCalibrator.fit(raw, correct)
+    return calibrator, expected_calibration_error(raw, correct), expected_calibration_error(
+        [calibrator(value) for value in raw], correct)
 
 
 class WhisperBaseline:

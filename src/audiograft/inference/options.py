@@ -33,6 +33,11 @@ class TranscriptionOptions:
     min_speech_seconds: float = 0.25  # shorter bursts are not speech
     min_silence_seconds: float = 0.1  # shorter gaps do not end a speech region
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # 0: greedy; each failure moves to the next
+    # Letter-checked decoding (needs a word aligner): this many more answers are sampled per window at
+    # candidate_temperature, and the one whose letters the aligner's CTC head finds likeliest in the audio is kept.
+    # Each candidate costs about one more decoding of the window. 0: off.
+    ctc_candidates: int = 0
+    candidate_temperature: float = 0.7
     loop_max_ngram: int = LOOP_MAX_NGRAM
     loop_min_repeats: int = LOOP_MIN_REPEATS
     max_tokens_per_second: float = 8.0  # answer bound per second of window; speech needs about 3

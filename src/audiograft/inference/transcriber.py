@@ -130,10 +130,15 @@ class Transcriber:
     """Transcribes (or answers `task` about) audio of any length with a GraftModel.
 
     `device` applies when `model` is named ("default" or a saved graft directory); a GraftModel is used as it is.
+    `calibrated=False` gives the raw word confidences even where the model has a calibrator: what one is fitted on.
     """
 
     def __init__(
-        self, model: GraftModel | str = "default", device: str = "cpu", options: TranscriptionOptions | None = None
+        self,
+        model: GraftModel | str = "default",
+        device: str = "cpu",
+        options: TranscriptionOptions | None = None,
+        calibrated: bool = True,
     ):
         if not isinstance(model, GraftModel):
             model = GraftModel.from_pretrained(model, device=device, merge_lora=True)
@@ -144,7 +149,7 @@ class Transcriber:
         # The model's trained companions, where it was saved with them: raw confidences stay uncalibrated without
         # a calibrator, and word timestamps need the aligner.
         directory = self.model.directory
-        self._calibrator = ConfidenceCalibrator.load(directory) if directory is not None else None
+        self._calibrator = ConfidenceCalibrator.load(directory) if calibrated and directory is not None else None
         self._aligner = WordAligner.from_pretrained(directory) if directory is not None else None
 
     @property
@@ -215,12 +220,16 @@ class Transcriber:
             raise ValueError("temperatures must hold at least one temperature (0 for greedy)")
         if options.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {options.batch_size}")
-        if options.word_timestamps and self._aligner is None:
-            raise ValueError(
-                f"word timestamps need a word aligner trained for this model, and {self.model.directory or 'it'} has "
-                "none (see audiograft.inference.alignment)"
-            )
-        if options.word_timestamps and self._aligner.frame_seconds != self.model.encoder.frame_seconds:
+        if options.ctc_candidates < 0:
+            raise ValueError(f"ctc_candidates must be 0 (off) or more, got {options.ctc_candidates}")
+        needs_aligner = {"word timestamps": options.word_timestamps, "ctc_candidates": options.ctc_candidates > 0}
+        for feature in (name for name, asked in needs_aligner.items() if asked):
+            if self._aligner is None:
+                raise ValueError(
+                    f"{feature} need a word aligner trained for this model, and {self.model.directory or 'it'} has "
+                    "none (see audiograft.inference.alignment)"
+                )
+        if any(needs_aligner.values()) and self._aligner.frame_seconds != self.model.encoder.frame_seconds:
             raise ValueError(
                 f"the word aligner of {self.model.directory or 'this model'} was trained on "
                 f"{self._aligner.frame_seconds * 1000:g} ms encoder frames, and this encoder gives "
@@ -284,10 +293,44 @@ class Transcriber:
             if not pending:
                 break
             logger.info("%d window(s) looped or ran on at temperature %g", len(pending), temperature)
+        window_frames = [frames[row, : int(frame_lengths[row])].float().cpu() for row in range(len(clips))]
+        if options.ctc_candidates:
+            answers = self._letter_checked(answers, inputs, (frames, frame_lengths), budgets, window_frames, options)
         for row, (window, answer) in enumerate(zip(windows, answers)):
             if answer.failed:
                 answer = answer.cut_after_loop(options)
-            window.words = self._words(answer, frames[row, : int(frame_lengths[row])], options)
+            window.words = self._words(answer, window_frames[row], options)
+
+    def _letter_checked(
+        self,
+        answers: list[_Answer],
+        inputs: dict[str, torch.Tensor],
+        encoded_audio: tuple[torch.Tensor, torch.Tensor],
+        budgets: list[int],
+        window_frames: list[torch.Tensor],
+        options: TranscriptionOptions,
+    ) -> list[_Answer]:
+        """Each window's answer among its own and `ctc_candidates` sampled ones: the one that does not fail whose
+        letters the word aligner's CTC head finds likeliest in the window's frames, a non-empty one where any is.
+
+        The LLM writes fluent sentences it was trained on where the audio is unclear to it; the CTC head reads
+        letters from the frames with no language model, so it tells those apart from what was said."""
+        rows = torch.arange(len(answers)).repeat_interleave(options.ctc_candidates)
+        frames, frame_lengths = encoded_audio
+        sampled = self._generate(
+            {name: value[rows] for name, value in inputs.items()},
+            (frames[rows.to(frames.device)], frame_lengths[rows.to(frame_lengths.device)]),
+            [budgets[row] for row in rows.tolist()],
+            options.candidate_temperature,
+            options,
+        )
+        chosen = []
+        for row, answer in enumerate(answers):
+            candidates = [answer] + sampled[row * options.ctc_candidates : (row + 1) * options.ctc_candidates]
+            candidates = [c for c in candidates if not c.failed] or [answer]
+            candidates = [c for c in candidates if c.words] or candidates
+            chosen.append(min(candidates, key=lambda c: self._aligner.letter_nll(window_frames[row], c.words)))
+        return chosen
 
     def _generate(
         self,
@@ -325,7 +368,7 @@ class Transcriber:
         confidences = [calibrate(raw) for raw in answer.raw_confidences]
         times: list[tuple[float | None, float | None]] = [(None, None)] * len(answer.words)
         if options.word_timestamps and answer.words:
-            times = self._aligner.align(frames.float().cpu(), answer.words)
+            times = self._aligner.align(frames, answer.words)
         return [Word(word, start, end, confidence)
                 for word, (start, end), confidence in zip(answer.words, times, confidences)]
 
