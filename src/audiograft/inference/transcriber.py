@@ -6,7 +6,8 @@ One pipeline, in order:
    pauses, so every stretch of speech is heard exactly once;
 3. decoding: the windows of all clips in one batch stream, shortest first; each window's answer is bounded by its
    duration, and an answer that loops or runs to its bound is decoded again at rising temperatures (Whisper's
-   fallback); if every temperature fails, the greedy answer is kept, cut after the loop's first copy;
+   fallback); if every temperature fails, the greedy answer is kept, cut after the loop's first copy; with
+   `ctc_candidates`, more answers are sampled and the word aligner's CTC head keeps the one it hears best;
 4. words: per-word confidence from the generated tokens' log-probabilities, and with `word_timestamps` times from
    the model's word aligner on the window's encoder frames (`audiograft.inference.alignment`);
 5. stitching: windows become segments, their word times shifted from window to file time.
@@ -293,7 +294,10 @@ class Transcriber:
             if not pending:
                 break
             logger.info("%d window(s) looped or ran on at temperature %g", len(pending), temperature)
-        window_frames = [frames[row, : int(frame_lengths[row])].float().cpu() for row in range(len(clips))]
+        # The aligner's head runs on the CPU; the frames go there only when it is asked for.
+        uses_aligner = options.ctc_candidates > 0 or options.word_timestamps
+        window_frames = [frames[row, : int(frame_lengths[row])].float().cpu() if uses_aligner else None
+                         for row in range(len(clips))]
         if options.ctc_candidates:
             answers = self._letter_checked(answers, inputs, (frames, frame_lengths), budgets, window_frames, options)
         for row, (window, answer) in enumerate(zip(windows, answers)):
@@ -363,7 +367,7 @@ class Transcriber:
         looped = find_loop(words, options.loop_max_ngram, options.loop_min_repeats) is not None
         return _Answer(words, confidences, failed=ran_on or looped)
 
-    def _words(self, answer: _Answer, frames: torch.Tensor, options: TranscriptionOptions) -> list[Word]:
+    def _words(self, answer: _Answer, frames: torch.Tensor | None, options: TranscriptionOptions) -> list[Word]:
         calibrate = self._calibrator or float
         confidences = [calibrate(raw) for raw in answer.raw_confidences]
         times: list[tuple[float | None, float | None]] = [(None, None)] * len(answer.words)
