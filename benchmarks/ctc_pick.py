@@ -5,7 +5,7 @@ grafts' hypotheses the one whose letters it finds likeliest, and score the picks
         en_dev_v1.json en_dev_v3.json en_dev_v4.json ...
 
 Each RESULT is an `audiograft eval --json` of one graft on MANIFEST. Printed: the corpus WER of the last RESULT
-alone, of the CTC head's picks (`WordAligner.letter_nll`, a non-empty hypothesis where any is) and of the best
+alone, of the CTC head's picks (`WordAligner.letter_nlls`, a non-empty hypothesis where any is) and of the best
 hypothesis per clip (the oracle that bounds any picking).
 """
 
@@ -60,7 +60,8 @@ def main() -> None:
         spoken = [text for text in texts if text.strip()] or texts
         references.append(reference)
         last.append(texts[-1])
-        picked.append(min(spoken, key=lambda text: aligner.letter_nll(frames[audio], text.split())))
+        scores = aligner.letter_nlls(frames[audio], [text.split() for text in spoken])
+        picked.append(spoken[scores.index(min(scores))])
         oracle.append(min(texts, key=lambda text: jiwer.wer(reference, text) if reference else len(text.split())))
     print(json.dumps({
         "clips": len(references),

@@ -111,13 +111,15 @@ def test_align_places_word_edges_where_the_edge_head_is_confident():
     assert np.array(aligner.align(torch.zeros(20, 4), ["Go", "up!"])) == pytest.approx(np.array([(0.08, 0.16), (0.24, 0.32)]))
 
 
-def test_letter_nll_prefers_the_letters_that_sound_in_the_frames():
+def test_letter_nlls_prefer_the_letters_that_sound_in_the_frames():
     aligner = designed_aligner(emissions(20, {4: "g", 7: "o", 12: "u", 15: "p"}), np.zeros((20, 2)))
     frames = torch.zeros(20, 4)
-    said, misheard = aligner.letter_nll(frames, ["Go", "up!"]), aligner.letter_nll(frames, ["Go", "on"])
+    said, misheard, silent, digits, plain = aligner.letter_nlls(
+        frames, [["Go", "up!"], ["Go", "on"], [], ["25"], ["go", "up"]])
     assert 0 <= said < misheard
-    assert said < aligner.letter_nll(frames, []) and said < aligner.letter_nll(frames, ["25"])  # silence is unlikely too
-    assert aligner.letter_nll(frames, ["go", "up"]) == pytest.approx(said)  # case and punctuation are not letters
+    assert said < silent and said < digits  # silence is unlikely too
+    assert plain == pytest.approx(said)  # case and punctuation are not letters
+    assert aligner.letter_nlls(frames, [["Go", "on"]]) == [misheard]  # each scored alone as among others
 
 
 def test_align_times_every_word_monotonically_even_unplaceable_ones():

@@ -192,9 +192,9 @@ class LetterAligner(FakeAligner):
         super().__init__()
         self.heard = heard
 
-    def letter_nll(self, frames, words):
-        letters = "".join(words).lower()
-        return -sum(letter in self.heard for letter in letters) + sum(letter not in self.heard for letter in letters)
+    def letter_nlls(self, frames, hypotheses):
+        letters = ["".join(words).lower() for words in hypotheses]
+        return [-sum(c in self.heard for c in text) + sum(c not in self.heard for c in text) for text in letters]
 
 
 def test_letter_checked_decoding_keeps_the_answer_whose_letters_the_aligner_hears(transcriber, monkeypatch):

@@ -225,17 +225,21 @@ class WordAligner(nn.Module):
         return self.letters(hidden).log_softmax(-1), self.edges(hidden)
 
     @torch.inference_mode()
-    def letter_nll(self, frames: torch.Tensor, words: list[str]) -> float:
-        """How unlikely the words' letters are in these frames (T, d) of one window: the CTC negative
-        log-likelihood over all alignments, in nats; the frames are the same for every hypothesis of a window."""
+    def letter_nlls(self, frames: torch.Tensor, hypotheses: Sequence[list[str]]) -> list[float]:
+        """How unlikely each hypothesis's letters are in these frames (T, d) of one window: the CTC negative
+        log-likelihood over all alignments, in nats. The head runs once for all of them (they share the frames)."""
         letter_log_probs, _ = self(frames[None], torch.tensor([frames.shape[0]]))
-        targets = [LETTER_IDS[c] for word in words for c in spoken_letters(word)]
-        if not targets:
-            return float(-letter_log_probs[0, :, BLANK].sum())
-        return float(nn.functional.ctc_loss(
-            letter_log_probs.transpose(0, 1), torch.tensor([targets]), torch.tensor([frames.shape[0]]),
-            torch.tensor([len(targets)]), blank=BLANK, reduction="sum", zero_infinity=True,
-        ))
+        scores = []
+        for words in hypotheses:
+            targets = [LETTER_IDS[c] for word in words for c in spoken_letters(word)]
+            if not targets:
+                scores.append(float(-letter_log_probs[0, :, BLANK].sum()))
+                continue
+            scores.append(float(nn.functional.ctc_loss(
+                letter_log_probs.transpose(0, 1), torch.tensor([targets]), torch.tensor([frames.shape[0]]),
+                torch.tensor([len(targets)]), blank=BLANK, reduction="sum", zero_infinity=True,
+            )))
+        return scores
 
     @torch.inference_mode()
     def align(self, frames: torch.Tensor, words: list[str]) -> list[tuple[float, float]]:

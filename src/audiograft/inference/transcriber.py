@@ -333,7 +333,8 @@ class Transcriber:
             candidates = [answer] + sampled[row * options.ctc_candidates : (row + 1) * options.ctc_candidates]
             candidates = [c for c in candidates if not c.failed] or [answer]
             candidates = [c for c in candidates if c.words] or candidates
-            chosen.append(min(candidates, key=lambda c: self._aligner.letter_nll(window_frames[row], c.words)))
+            scores = self._aligner.letter_nlls(window_frames[row], [c.words for c in candidates])
+            chosen.append(candidates[scores.index(min(scores))])
         return chosen
 
     def _generate(
