@@ -6,9 +6,15 @@ import torch
 from conftest import make_clips
 from PIL import Image
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from audiograft.modeling.config import GraftConfig, LoraSettings
-from audiograft.modeling.model import LORA_DIR, PROJECTOR_WEIGHTS, GraftModel
+from audiograft.modeling.config import EncoderLoraSettings, GraftConfig, LoraSettings
+from audiograft.modeling.model import (
+    ENCODER_LORA_WEIGHTS,
+    LORA_DIR,
+    PROJECTOR_WEIGHTS,
+    GraftModel,
+)
 
 FAMILIES = ["qwen2", "llama", "qwen2_vl"]
 
@@ -90,6 +96,7 @@ def test_save_load_round_trip_writes_only_trained_weights(base_models, tmp_path,
     saved = sorted(p.relative_to(tmp_path / "graft").as_posix() for p in (tmp_path / "graft").rglob("*") if p.is_file())
     assert PROJECTOR_WEIGHTS in saved and f"{LORA_DIR}/adapter_model.safetensors" in saved
     assert not any(name.endswith((".bin", ".pt", ".pkl")) for name in saved)
+    assert ENCODER_LORA_WEIGHTS not in saved  # a frozen encoder writes nothing of its own
     with safe_open(str(tmp_path / "graft" / PROJECTOR_WEIGHTS), "pt") as reader:
         assert set(reader.keys()) == set(model.projector.state_dict())
 
@@ -317,3 +324,99 @@ def test_ctc_loss_parts_survive_accelerates_fp32_output_conversion(base_models):
     with torch.no_grad():
         output = convert_outputs_to_fp32(model.forward)(**batch, ctc_weight=0.5)
     torch.testing.assert_close(output.loss, output.answer_loss + 0.5 * output.ctc_loss)
+
+
+def perturb_lora_b(module: torch.nn.Module, std: float = 0.1) -> None:
+    """LoRA's B starts at zero, so a fresh adapter changes nothing; random B makes it matter."""
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, std)
+
+
+def encoder_frames(model: GraftModel, clips) -> torch.Tensor:
+    batch = model.processor(clips)
+    with torch.no_grad():
+        return model.encode_audio(batch["input_features"], batch["feature_lengths"])[0]
+
+
+def test_encoder_lora_round_trips_through_its_own_adapter_file(base_models, tmp_path):
+    model = build(base_models, "qwen2", encoder_layer=-1, encoder_lora=EncoderLoraSettings(r=4, top_layers=1))
+    clips = make_clips([1.2, 0.8])
+    unadapted = encoder_frames(model, clips)
+    perturb_lora_b(model.encoder)
+    adapted = encoder_frames(model, clips)
+    assert (adapted - unadapted).abs().max() > 1e-3
+    with torch.no_grad():
+        expected = model(**model.processor(clips)).logits
+
+    directory = model.save_pretrained(tmp_path / "graft")
+    saved = load_file(directory / ENCODER_LORA_WEIGHTS)
+    # The adapter alone, named inside the encoder, on the top layer only; never a frozen encoder weight.
+    assert set(saved) == {n for n, _ in model.encoder.model.named_parameters() if "lora_" in n}
+    assert saved and all(name.startswith("layers.1.") and "lora_" in name for name in saved)
+    restored = GraftModel.from_pretrained(directory)
+    assert restored.config == model.config
+    assert not any(p.requires_grad for p in restored.encoder.parameters())
+    assert torch.equal(encoder_frames(restored, clips), adapted)
+    with torch.no_grad():
+        assert torch.equal(restored(**restored.processor(clips)).logits, expected)
+
+
+def test_encoder_lora_weights_that_do_not_fit_or_are_missing_are_refused(base_models, tmp_path):
+    directory = build(base_models, "qwen2", encoder_lora=EncoderLoraSettings(r=2)).save_pretrained(tmp_path / "graft")
+    adapter = load_file(directory / ENCODER_LORA_WEIGHTS)
+    save_file({**adapter, "layers.0.fc1.lora_C.default.weight": torch.zeros(1)}, directory / ENCODER_LORA_WEIGHTS)
+    with pytest.raises(ValueError, match="unexpected"):
+        GraftModel.from_pretrained(directory)
+    save_file({k: v for k, v in adapter.items() if "fc2" not in k}, directory / ENCODER_LORA_WEIGHTS)
+    with pytest.raises(ValueError, match="missing"):
+        GraftModel.from_pretrained(directory)
+    (directory / ENCODER_LORA_WEIGHTS).unlink()
+    with pytest.raises(FileNotFoundError, match=ENCODER_LORA_WEIGHTS):
+        GraftModel.from_pretrained(directory)
+
+
+def test_merge_folds_the_encoder_lora_into_the_encoder_weights(base_models, tmp_path):
+    model = build(base_models, "llama", encoder_layer=1, encoder_lora=EncoderLoraSettings(r=4, top_layers=1),
+                  lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    perturb_lora_b(model.encoder)
+    perturb_lora_b(model.llm)
+    clips = make_clips([1.0, 2.0])
+    with torch.no_grad():
+        expected = model(**model.processor(clips)).logits
+    model.save_pretrained(tmp_path / "graft")
+
+    GraftModel.from_pretrained(tmp_path / "graft").merge(tmp_path / "merged")
+    merged = GraftModel.from_pretrained(tmp_path / "merged")
+    assert merged.config.encoder_lora is None and merged.config.encoder_layer == 1
+    assert not (tmp_path / "merged" / ENCODER_LORA_WEIGHTS).exists()
+    encoder_weights = load_file(tmp_path / "merged" / "encoder" / "model.safetensors")
+    assert not any("lora_" in name or "base_layer" in name for name in encoder_weights)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**merged.processor(clips)).logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_encoder_gradients_flow_only_when_its_lora_trains_and_never_at_inference(base_models):
+    model = build(base_models, "qwen2", encoder_lora=EncoderLoraSettings(r=2))
+    batch = model.processor(make_clips([1.0]))
+    features, lengths = batch["input_features"], batch["feature_lengths"]
+    assert model.encode_audio(features, lengths)[0].requires_grad  # a new adapter trains, as a new LLM LoRA does
+    with torch.no_grad():
+        assert not model.encode_audio(features, lengths)[0].requires_grad
+    with torch.inference_mode():
+        assert not model.encode_audio(features, lengths)[0].requires_grad
+    model.encoder.requires_grad_(False)
+    assert not model.encode_audio(features, lengths)[0].requires_grad
+
+
+
+def test_save_pretrained_writes_the_encoder_adapter_from_the_trained_tensors_it_is_given(base_models, tmp_path):
+    # Sharded training (FSDP) passes gathered copies of what trains: those, not the module's shards, are saved.
+    model = build(base_models, "qwen2", encoder_lora=EncoderLoraSettings(r=2, top_layers=1))
+    trained = {f"projector.{n}": p.detach() for n, p in model.projector.named_parameters()}
+    trained |= {n: torch.full_like(p, 0.25) for n, p in model.named_parameters() if "lora_" in n}
+    directory = model.save_pretrained(tmp_path / "graft", trained)
+    adapter = load_file(directory / ENCODER_LORA_WEIGHTS)
+    assert set(adapter) == set(model.encoder.lora_state_dict())
+    assert all(torch.equal(value, torch.full_like(value, 0.25)) for value in adapter.values())

@@ -61,3 +61,24 @@ def test_training_from_the_cache_matches_training_from_audio(base_models, manife
     assert any((tmp_path / "cache").rglob("*.safetensors"))
     with pytest.raises(ValueError, match="encoder_cache needs training without augment"):
         config_for(base_models, manifest, tmp_path, encoder_cache="c", augment=True)
+
+
+def test_each_encoder_layer_gets_its_own_cache_and_the_top_layer_keeps_the_old_one(base_models, tmp_path):
+    def cache_for(encoder_layer):
+        graft = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"]),
+                                                   encoder_layer=encoder_layer))
+        return EncoderCache(tmp_path, graft.encoder, graft.processor, "whisper-tiny-test").directory
+
+    last = cache_for(None)
+    assert cache_for(1) != last
+    assert cache_for(-1) == last == cache_for(2)  # the same frames: the whole encoder's output
+
+
+def test_the_cache_refuses_an_encoder_with_lora(base_models, manifest, tmp_path):
+    model = {"encoder": str(base_models["whisper"]), "llm": str(base_models["qwen2"]), "encoder_lora": {"r": 2}}
+    with pytest.raises(ValueError, match="encoder_cache needs a frozen encoder"):
+        config_for(base_models, manifest, tmp_path, model=model, encoder_cache=str(tmp_path / "cache"))
+    # A saved graft's adapter is only known once it loads: the cache itself refuses it.
+    graft = GraftModel.from_config(GraftConfig(**model))
+    with pytest.raises(ValueError, match="has a LoRA adapter"):
+        EncoderCache(tmp_path / "cache", graft.encoder, graft.processor, "whisper-tiny-test")

@@ -292,3 +292,71 @@ def test_every_training_config_in_the_repository_reads():
     for path in configs:
         config = TrainConfig.from_yaml(path)
         assert config.max_steps > 0 and config.output_dir.startswith("runs/"), path
+
+
+def _graft_with_encoder_lora(base_models):
+    from audiograft.modeling.config import EncoderLoraSettings, GraftConfig
+    from audiograft.modeling.model import GraftModel
+
+    torch.manual_seed(0)
+    config = GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"]),
+                         encoder_lora=EncoderLoraSettings(r=2, top_layers=1))
+    return GraftModel.from_config(config)
+
+
+def _backward_on_answers(model) -> None:
+    from conftest import make_clips
+
+    model.train()
+    model.encoder.eval()  # as the training loop runs it
+    batch = model.processor(make_clips([1.0, 1.6]), answers=["hello world", "the fox"])
+    model(**batch).loss.backward()
+
+
+def test_stage_2_trains_the_encoder_lora_and_nothing_else_of_the_encoder(base_models):
+    from audiograft.training.loop import make_trainable
+
+    model = _graft_with_encoder_lora(base_models)
+    trainable = make_trainable(model, 2, LoraSettings(r=2, alpha=4))
+    encoder_lora = {n: p for n, p in model.encoder.named_parameters() if "lora_" in n}
+    assert encoder_lora and all(p.requires_grad and p.dtype == torch.float32 for p in encoder_lora.values())
+    assert {id(p) for p in encoder_lora.values()} <= {id(p) for p in trainable}
+    with torch.no_grad():
+        for name, parameter in encoder_lora.items():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.1)  # with B at zero, A would get no gradient
+    _backward_on_answers(model)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder_lora.values())
+    assert all(p.grad is None for n, p in model.encoder.named_parameters() if "lora_" not in n)
+
+
+def test_stage_1_leaves_the_encoder_lora_frozen(base_models):
+    from audiograft.training.loop import make_trainable
+
+    model = _graft_with_encoder_lora(base_models)
+    make_trainable(model, 1, LoraSettings(r=2, alpha=4))
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    _backward_on_answers(model)
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.projector.parameters())
+
+
+def test_stage_2_with_encoder_lora_saves_the_trained_adapter_beside_the_projector(base_models, manifest, tmp_path):
+    from audiograft.modeling.model import ENCODER_LORA_WEIGHTS, GraftModel
+
+    model = {"encoder": str(base_models["whisper"]), "llm": str(base_models["qwen2"]),
+             "encoder_lora": {"r": 2, "top_layers": 1}}
+    final = train(config_for(base_models, manifest, tmp_path / "run", model=model, stage=2,
+                             lora=LoraSettings(r=2, alpha=4), max_steps=4, save_every=2))
+    adapter = load_file(final / ENCODER_LORA_WEIGHTS)
+    assert adapter and all(name.startswith("layers.1.") and "lora_" in name for name in adapter)
+    # B starts at zero; training moved it, and the file holds the trained values, not the initial ones.
+    assert all(value.abs().sum() > 0 for name, value in adapter.items() if "lora_B" in name)
+    # Checkpoints carry the encoder adapter too, so that a resumed run continues it.
+    checkpoint = tmp_path / "run" / "checkpoint-00000002"
+    resumable = load_file(checkpoint / "trainable.safetensors")
+    assert {f"encoder.model.{name}" for name in adapter} <= set(resumable)
+    assert set(load_file(checkpoint / "graft" / ENCODER_LORA_WEIGHTS)) == set(adapter)
+    restored = GraftModel.from_pretrained(final)
+    for name, value in restored.encoder.lora_state_dict().items():
+        torch.testing.assert_close(value, adapter[name])

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
 from torch import nn
 from transformers import (
@@ -21,7 +23,7 @@ from transformers import (
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from audiograft.modeling.config import EncoderContext
+from audiograft.modeling.config import EncoderContext, EncoderLoraSettings
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ _ENCODER_PREFIXES = {
 FEATURE_RATE = 100
 # Both encoders open with two convolutions, the second of stride 2: one encoder position per two log-mel frames.
 CONV_STRIDE = 2
+# peft's name for the one adapter injected into the encoder; it appears in the adapter's tensor names.
+ENCODER_ADAPTER = "default"
 
 
 def encoder_pooling(config: WhisperConfig | Qwen2AudioEncoderConfig) -> int:
@@ -55,19 +59,36 @@ def frame_lengths(feature_lengths: torch.Tensor, pooling: int) -> torch.Tensor:
     return (positions - pooling) // pooling + 1
 
 
+def resolve_encoder_layer(layer: int | None, num_layers: int) -> int:
+    """How many transformer layers run for GraftConfig.encoder_layer `layer` in an encoder of `num_layers`:
+    None (the last layer) runs them all, k >= 1 the first k, -j all but the top j - 1."""
+    if layer is None:
+        return num_layers
+    if isinstance(layer, bool) or not isinstance(layer, int) or layer == 0 or not -num_layers <= layer <= num_layers:
+        raise ValueError(f"encoder_layer={layer!r} does not name a layer of this encoder, which has {num_layers}: "
+                         f"give 1..{num_layers}, -{num_layers}..-1, or None for the last")
+    return layer if layer > 0 else num_layers + 1 + layer
+
+
 class AudioEncoder(nn.Module):
     """A Whisper-style encoder that skips the cost of padding.
 
     context="trim" runs the transformer on the clip's own frames (positional table sliced, padded
     keys masked), so a 5 s clip costs a sixth of a 30 s one. context="full" runs the stock forward on
     30 s of input and drops the padded frames afterwards, exactly as Qwen2-Audio does.
+
+    `layer` (GraftConfig.encoder_layer) picks the layer whose output is returned; the layers above it never run.
     """
 
-    def __init__(self, model: WhisperEncoder | Qwen2AudioEncoder, context: EncoderContext = "trim"):
+    def __init__(
+        self, model: WhisperEncoder | Qwen2AudioEncoder, context: EncoderContext = "trim", layer: int | None = None
+    ):
         super().__init__()
         self.model = model
         self.context = context
         self.pooling = encoder_pooling(model.config)
+        self.layer = layer
+        self.used_layers = resolve_encoder_layer(layer, len(model.layers))
 
     @property
     def hidden_size(self) -> int:
@@ -121,7 +142,10 @@ class AudioEncoder(nn.Module):
             input_features = nn.functional.pad(input_features, (0, self.max_frames - input_features.shape[-1]))
         # Whisper was trained attending to its padding; Qwen2-Audio masks it, and parity needs the same.
         mask = self._key_mask(feature_lengths, self.max_frames // CONV_STRIDE) if self.pooling > 1 else None
-        return self.model(input_features, attention_mask=mask).last_hidden_state
+        if self.layer is None:
+            return self.model(input_features, attention_mask=mask).last_hidden_state
+        # The stock forward's steps (its dropout is off: the encoder runs in eval mode), stopping at the chosen layer.
+        return self._layers_and_norm(self._embed(input_features), mask)
 
     def _forward_trimmed(self, input_features: torch.Tensor, feature_lengths: torch.Tensor) -> torch.Tensor:
         # Frames past each clip are zeroed and the window is an even number of frames, so a clip's
@@ -130,13 +154,23 @@ class AudioEncoder(nn.Module):
         frames += frames % 2
         valid = torch.arange(frames, device=input_features.device)[None, :] < feature_lengths[:, None]
         features = input_features[..., :frames] * valid[:, None, :].to(input_features.dtype)
+        hidden = self._embed(features)
+        return self._layers_and_norm(hidden, self._key_mask(feature_lengths, hidden.shape[1]))
 
+    def _embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The two convolutions and the positions: the input to the first transformer layer."""
         model = self.model
         hidden = nn.functional.gelu(model.conv1(features))
         hidden = nn.functional.gelu(model.conv2(hidden)).permute(0, 2, 1)
-        hidden = hidden + model.embed_positions.weight[: hidden.shape[1]]
-        mask = self._key_mask(feature_lengths, hidden.shape[1])
-        for layer in model.layers:
+        return hidden + model.embed_positions.weight[: hidden.shape[1]]
+
+    def _layers_and_norm(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The first `used_layers` transformer layers, then the encoder's own ending (Qwen2-Audio's pooling, the
+        final layer_norm). Whisper's layers are pre-norm: a layer's output is an unnormalised residual stream that
+        only the final layer_norm brings to the scale the encoder's output has, so an intermediate layer gets that
+        norm too, and the projector sees frames of the same scale whichever layer feeds it."""
+        model = self.model
+        for layer in model.layers[: self.used_layers]:
             hidden = layer(hidden, mask)
         if self.pooling > 1:
             hidden = model.avg_pooler(hidden.permute(0, 2, 1)).permute(0, 2, 1)
@@ -148,14 +182,71 @@ class AudioEncoder(nn.Module):
         probe = torch.zeros(valid.shape[0], positions, 1, dtype=self.model.conv1.weight.dtype, device=valid.device)
         return create_bidirectional_mask(config=self.model.config, inputs_embeds=probe, attention_mask=valid)
 
+    @property
+    def has_lora(self) -> bool:
+        return any(isinstance(module, LoraLayer) for module in self.model.modules())
+
+    def add_lora(self, settings: EncoderLoraSettings) -> list[str]:
+        """LoRA adapters, injected in place, on the `settings.target_modules` linear layers of the top
+        `settings.top_layers` of the layers that run (`used_layers`); returns the adapted modules' names.
+
+        The modules keep their names (`model.layers[i].self_attn.q_proj` is now a LoRA layer wrapping the frozen
+        linear one), so the encoder runs as before; the adapter's B starts at zero, so its output starts unchanged.
+        """
+        if self.has_lora:
+            raise ValueError("this encoder already has a LoRA adapter")
+        if settings.top_layers > self.used_layers:
+            raise ValueError(f"encoder_lora.top_layers={settings.top_layers} but only {self.used_layers} encoder "
+                             f"layers run (encoder_layer={self.layer})")
+        top = range(self.used_layers - settings.top_layers, self.used_layers)
+        targets = [f"layers.{index}.{name}" for index in top for name, module in self.model.layers[index].named_modules()
+                   if isinstance(module, nn.Linear) and name.split(".")[-1] in settings.target_modules]
+        if not targets:
+            raise ValueError(f"no linear layer of the encoder's layers is named any of {settings.target_modules}")
+        config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                            target_modules=targets)
+        inject_adapter_in_model(config, self.model, adapter_name=ENCODER_ADAPTER)
+        logger.info("encoder LoRA r=%d on %d linear layers of encoder layers %d..%d", settings.r, len(targets),
+                    top.start + 1, top.stop)
+        return targets
+
+    def lora_state_dict(self) -> dict[str, torch.Tensor]:
+        """The adapter's tensors alone (never the frozen encoder's), named as in the encoder (`self.model`)."""
+        return {name: value for name, value in self.model.state_dict().items() if "lora_" in name}
+
+    def load_lora_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load the adapter's tensors; a missing or unexpected name is an error (another adapter, another layout)."""
+        expected = set(self.lora_state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(f"the encoder LoRA weights do not fit this encoder's adapter: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+        self.model.load_state_dict(state, strict=False)
+
+    def merged_state_dict(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights with the LoRA adapter folded in (W + B A * alpha / r), under the plain encoder's
+        names: what a standalone encoder without an adapter loads. The encoder itself is left as it is."""
+        state = {}
+        for name, value in self.model.state_dict().items():
+            if "lora_" not in name:
+                state[name.replace(".base_layer.", ".")] = value
+        with torch.no_grad():
+            for name, module in self.model.named_modules():
+                if isinstance(module, LoraLayer) and not module.merged:
+                    weight = module.get_base_layer().weight
+                    delta = sum(module.get_delta_weight(adapter) for adapter in module.active_adapters)
+                    state[f"{name}.weight"] = (weight + delta).to(weight.dtype)
+        return state
+
 
 def load_encoder(
-    name_or_path: str, context: EncoderContext = "trim", dtype: torch.dtype = torch.float32
+    name_or_path: str, context: EncoderContext = "trim", dtype: torch.dtype = torch.float32, layer: int | None = None
 ) -> AudioEncoder:
     """Load the audio encoder of a Whisper or Qwen2-Audio checkpoint (hub id or local directory).
 
     Only the encoder's tensors are read from the safetensors files, so a large Whisper decoder or
-    Qwen2-Audio's 7B LLM never enters memory. The encoder is frozen and in eval mode.
+    Qwen2-Audio's 7B LLM never enters memory. The encoder is frozen and in eval mode. `layer` is
+    GraftConfig.encoder_layer, checked against the encoder's layer count here.
     """
     directory = _resolve_checkpoint(name_or_path)
     model_type, config = _encoder_config(directory, name_or_path)
@@ -169,7 +260,10 @@ def load_encoder(
     model.load_state_dict(state_dict, assign=True, strict=False)
     model.to(dtype).eval().requires_grad_(False)
     logger.info("loaded %s encoder from %s (%d layers)", model_type, name_or_path, config.encoder_layers)
-    return AudioEncoder(model, context)
+    try:
+        return AudioEncoder(model, context, layer)
+    except ValueError as error:
+        raise ValueError(f"{name_or_path}: {error}") from None
 
 
 def read_encoder_config(name_or_path: str) -> WhisperConfig | Qwen2AudioEncoderConfig:

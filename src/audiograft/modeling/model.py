@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import StaticCache
 
-from audiograft.modeling.config import GraftConfig, LoraSettings
+from audiograft.modeling.config import EncoderLoraSettings, GraftConfig, LoraSettings
 from audiograft.modeling.encoders import AudioEncoder, load_encoder
 from audiograft.modeling.llms import (
     LanguageModel,
@@ -39,7 +39,11 @@ logger = logging.getLogger(__name__)
 
 PROJECTOR_WEIGHTS = "projector.safetensors"
 LORA_DIR = "lora"
+# The encoder's LoRA adapter (GraftConfig.encoder_lora): its tensors alone, named as inside the encoder.
+ENCODER_LORA_WEIGHTS = "encoder_lora.safetensors"
 ENCODER_PREFIX = "encoder."
+# Where the encoder's own parameters sit among the graft's (GraftModel.encoder is an AudioEncoder around `model`).
+GRAFT_ENCODER_PREFIX = "encoder.model."
 # Static KV caches are allocated in multiples of this many positions, so that batches of similar prompt length
 # share one compiled decode step instead of compiling their own.
 STATIC_CACHE_BUCKET = 256
@@ -84,11 +88,13 @@ class GraftModel(nn.Module):
         `llm_in_4bit` loads the LLM's linear layers in NF4 (bitsandbytes) for QLoRA training.
         """
         dtype = dtype or default_dtype(device)
-        encoder = load_encoder(resolve_base(config.encoder), config.encoder_context, dtype)
+        encoder = load_encoder(resolve_base(config.encoder), config.encoder_context, dtype, config.encoder_layer)
         llm = load_llm(resolve_base(config.llm), dtype, quantize_4bit_on=device if llm_in_4bit else None)
         model = cls(config, encoder, llm)
         if config.lora is not None:
             model.add_lora(config.lora)
+        if config.encoder_lora is not None:
+            model.add_encoder_lora(config.encoder_lora)
         return model.to(device)
 
     @classmethod
@@ -116,6 +122,13 @@ class GraftModel(nn.Module):
             raise ValueError(f"{directory}: its processor was saved for an encoder hearing {saved}, but the encoder "
                              f"{config.encoder} hears {model.processor.audio}")
         model.projector.load_state_dict(load_file(directory / PROJECTOR_WEIGHTS, device=str(device)))
+        if config.encoder_lora is not None:
+            if not (directory / ENCODER_LORA_WEIGHTS).is_file():
+                raise FileNotFoundError(f"{directory}: its config names an encoder LoRA but {ENCODER_LORA_WEIGHTS} "
+                                        "is missing")
+            model.encoder.load_lora_state_dict(load_file(directory / ENCODER_LORA_WEIGHTS, device=str(device)))
+            # Loaded for use, not training, as the LLM's adapter is: make_trainable turns it on for stage 2.
+            model.encoder.requires_grad_(False)
         if lora is not None:
             model.llm = PeftModel.from_pretrained(model.llm, directory / LORA_DIR)
             model.config.lora = lora
@@ -137,13 +150,20 @@ class GraftModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if trained is None:
-            projector, lora = self.projector.state_dict(), None
+            projector, lora, encoder_lora = self.projector.state_dict(), None, {}
         else:
             projector = {k.removeprefix("projector."): v for k, v in trained.items() if k.startswith("projector.")}
             lora = {k.removeprefix("llm."): v for k, v in trained.items() if k.startswith("llm.")}
+            encoder_lora = {k.removeprefix(GRAFT_ENCODER_PREFIX): v for k, v in trained.items()
+                            if k.startswith(GRAFT_ENCODER_PREFIX) and "lora_" in k}
         save_file({k: v.contiguous() for k, v in projector.items()}, directory / PROJECTOR_WEIGHTS)
         if isinstance(self.llm, PeftModel):
             self.llm.save_pretrained(directory / LORA_DIR, state_dict=lora)
+        if self.encoder.has_lora:
+            # Trained tensors win; an adapter that did not train this stage (stage 1 from a stage-2 graft) is saved as
+            # it is, so that the saved graft always holds the whole adapter its config names.
+            adapter = {**self.encoder.lora_state_dict(), **encoder_lora}
+            save_file({k: v.detach().cpu().contiguous() for k, v in adapter.items()}, directory / ENCODER_LORA_WEIGHTS)
         self.config.save(directory)
         self.processor.save_pretrained(directory)
         return directory
@@ -160,8 +180,14 @@ class GraftModel(nn.Module):
         self.llm = get_peft_model(self.llm, lora_config)
         self.config.lora = settings
 
+    def add_encoder_lora(self, settings: EncoderLoraSettings) -> None:
+        """LoRA adapters on the encoder's top layers (AudioEncoder.add_lora), which stage 2 trains beside the LLM's."""
+        self.encoder.add_lora(settings)
+        self.config.encoder_lora = settings
+
     def merge(self, directory: str | Path) -> Path:
-        """Write a standalone graft: LoRA merged into the LLM, base weights copied in, no adapters left."""
+        """Write a standalone graft: LoRA merged into the LLM (and the encoder's into the encoder), base weights
+        copied in, no adapters left."""
         directory = Path(directory)
         llm = self.llm.merge_and_unload() if isinstance(self.llm, PeftModel) else self.llm
         llm.save_pretrained(directory / "llm")
@@ -170,10 +196,12 @@ class GraftModel(nn.Module):
         encoder_dir.mkdir(parents=True, exist_ok=True)
         encoder_model = self.encoder.model
         encoder_model.config.save_pretrained(encoder_dir)
-        state = {ENCODER_PREFIX + k: v.contiguous() for k, v in encoder_model.state_dict().items()}
+        # merged_state_dict is the plain state_dict for an encoder without LoRA; with one, the adapter is folded in.
+        state = {ENCODER_PREFIX + k: v.contiguous() for k, v in self.encoder.merged_state_dict().items()}
         save_file(state, encoder_dir / "model.safetensors")
         save_file({k: v.contiguous() for k, v in self.projector.state_dict().items()}, directory / PROJECTOR_WEIGHTS)
-        merged = GraftConfig.from_dict({**self.config.to_dict(), "encoder": "encoder", "llm": "llm", "lora": None})
+        merged = GraftConfig.from_dict({**self.config.to_dict(), "encoder": "encoder", "llm": "llm", "lora": None,
+                                        "encoder_lora": None})
         merged.save(directory)
         self.processor.save_pretrained(directory)
         return directory

@@ -1,9 +1,10 @@
 """An on-disk cache of the frozen encoder's output, for multi-epoch training.
 
-The encoder is frozen in both stages. Without waveform augmentation or SpecAugment a clip's encoder frames are
-the same every epoch, so they are computed once and later epochs skip audio decoding, log-mel and the encoder.
-One safetensors file per clip, named by a hash of the audio file's path, size and modification time, under
-a directory named by the encoder and how it is run: a changed file or another encoder never hits a stale entry.
+The encoder is frozen in both stages unless the graft has an encoder LoRA, which the cache refuses. Without waveform
+augmentation or SpecAugment a clip's encoder frames are the same every epoch, so they are computed once and later
+epochs skip audio decoding, log-mel and the encoder. One safetensors file per clip, named by a hash of the audio
+file's path, size and modification time, under a directory named by the encoder and how it is run (context, dtype,
+the layer that gives the frames): a changed file, another encoder or another layer never hits a stale entry.
 """
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ class EncoderCache:
     """`processor` computes the log-mel features that `encoder` encodes, on the encoder's device."""
 
     def __init__(self, directory: str | Path, encoder: AudioEncoder, processor: GraftProcessor, encoder_name: str):
+        if encoder.has_lora:
+            # Its frames change as the adapter trains, and the fingerprint cannot name the adapter's weights.
+            raise ValueError("the encoder cache needs a frozen encoder: this one has a LoRA adapter (encoder_lora)")
         self.encoder = encoder
         self.processor = processor
         dtype = str(next(encoder.parameters()).dtype)
-        fingerprint = hashlib.sha1(f"{encoder_name}|{encoder.context}|{dtype}".encode()).hexdigest()[:16]
-        self.directory = Path(directory) / fingerprint
+        identity = f"{encoder_name}|{encoder.context}|{dtype}"
+        if encoder.used_layers < len(encoder.model.layers):
+            # Frames of a lower layer; the whole encoder's keep their old fingerprint, so existing caches still hit.
+            identity += f"|layers={encoder.used_layers}"
+        self.directory = Path(directory) / hashlib.sha1(identity.encode()).hexdigest()[:16]
 
     def path(self, audio: str | Path) -> Path:
         audio = Path(audio).resolve()

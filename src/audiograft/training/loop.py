@@ -1,4 +1,5 @@
-"""Two-stage training: stage 1 trains the projector, stage 2 adds LoRA on the LLM.
+"""Two-stage training: stage 1 trains the projector, stage 2 adds LoRA on the LLM (and on the encoder's top layers
+where the graft's config asks for encoder_lora).
 
 One loop, read top to bottom in `train`. accelerate carries it to one GPU or many (DDP), bf16 on GPU
 and fp32 on CPU. Checkpoints hold only what trains (projector, LoRA), the optimizer and scheduler,
@@ -74,7 +75,8 @@ class TrainConfig:
     # strengths (e.g. {noise_probability: 0.8, snr_range_db: [0, 20]}).
     augment: bool | dict[str, Any] = False
     spec_augment: bool = False
-    encoder_cache: str | None = None  # directory for the frozen encoder's output (either stage, no augmentation)
+    # Directory for the frozen encoder's output (either stage, no augmentation, no encoder_lora).
+    encoder_cache: str | None = None
     # Recompute the LLM's activations in the backward pass: about a third more compute for much less memory, for
     # batches that would not fit otherwise (QLoRA on a large LLM). Off by default: speed first where memory allows.
     gradient_checkpointing: bool = False
@@ -94,6 +96,9 @@ class TrainConfig:
         augmentation(self.augment, None)  # a bad mapping fails here, before any model is loaded
         if self.encoder_cache and (self.augment is not False or self.spec_augment):
             raise ValueError("encoder_cache needs training without augment and spec_augment: the frames must not change")
+        # Checked here for a new graft, before any model loads; EncoderCache refuses a saved graft's encoder LoRA.
+        if self.encoder_cache and (self.model or {}).get("encoder_lora") is not None:
+            raise ValueError("encoder_cache needs a frozen encoder: with encoder_lora its frames change as it trains")
         if self.ctc_weight < 0:
             raise ValueError(f"ctc_weight must be >= 0, got {self.ctc_weight}")
         if self.qlora and self.stage != 2:
@@ -154,7 +159,8 @@ def build_model(config: TrainConfig, accelerator: Accelerator) -> GraftModel:
 def make_trainable(
     model: GraftModel, stage: int, lora: LoraSettings, gradient_checkpointing: bool = False
 ) -> list[torch.nn.Parameter]:
-    """Stage 1 trains the projector; stage 2 adds LoRA on the LLM. Returns the parameters that train.
+    """Stage 1 trains the projector; stage 2 adds LoRA on the LLM, and trains the encoder's LoRA where the graft has
+    one (GraftConfig.encoder_lora; stage 1 never trains it). Returns the parameters that train.
 
     Frozen bases stay in their storage dtype; what trains is kept in fp32 for the optimizer.
     """
@@ -165,6 +171,7 @@ def make_trainable(
     trainable = list(model.projector.parameters())
     if stage == 2:
         trainable += [p for n, p in model.llm.named_parameters() if "lora_" in n]
+        trainable += [p for n, p in model.encoder.named_parameters() if "lora_" in n]
     for parameter in trainable:
         parameter.data = parameter.data.float()
         parameter.requires_grad = True
@@ -257,7 +264,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         evaluating = False
 
     model.train()
-    graft.encoder.eval()  # frozen: no dropout, no batch statistics
+    # The encoder's base is frozen: no dropout, no batch statistics. An encoder LoRA trains in eval mode too, hence
+    # its dropout of 0 (EncoderLoraSettings).
+    graft.encoder.eval()
     window = Throughput(graft.encoder.feature_rate)
     while progress["step"] < config.max_steps:
         # accelerate's loader re-sets the epoch from its own counter, which restarts at 0 on resume.
