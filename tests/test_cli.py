@@ -242,6 +242,14 @@ def test_cuda_without_cuda_is_one_line_naming_the_fix(tmp_path, monkeypatch):
         assert "--device cuda" in line and "--device cpu" in line
 
 
+def test_every_device_option_is_named_device():
+    # typer 0.27 (the GPU image's) named an option declared with only a metavar after the metavar: "--DEVICE".
+    command = typer.main.get_command(app)
+    for name in ("transcribe", "eval", "serve", "bench"):
+        options = {option for param in command.commands[name].params for option in param.opts}
+        assert "--device" in options and "--DEVICE" not in options, name
+
+
 def test_a_bad_manifest_line_in_train_is_one_line(base_models, tmp_path):
     manifest = tmp_path / "train.jsonl"
     manifest.write_text('{"audio": "a.wav", "text": "fine", "duration": 1.0}\n{"audio": "b.wav"\n')

@@ -72,7 +72,8 @@ ModelOption = Annotated[str, typer.Option(metavar="DIR", help="A saved graft dir
 CtcCandidatesOption = Annotated[int, typer.Option(min=0, help=(
     "Sample this many more answers per window and keep the one whose letters the word aligner finds likeliest in "
     "the audio (each costs about one more decoding; needs a word aligner)."))]
-DeviceOption = Annotated[str, typer.Option(metavar="DEVICE", help="cpu, cuda, cuda:1, ...")]
+# The name is given: typer 0.27 derives "--DEVICE" from the metavar when it is not.
+DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, ...")]
 ThreadsOption = Annotated[int, typer.Option(min=1, metavar="N", help="CPU threads for torch; more rarely help a graft's "
                                             "small matmuls, and shared cores make them much slower.")]
 
@@ -144,7 +145,7 @@ def init(
     llm: Annotated[str | None, typer.Option(help="Causal LM or Qwen2-VL checkpoint: hub id or directory.")] = None,
     preset: Annotated[Preset | None, typer.Option(help="small: whisper-base + SmolLM2-135M-Instruct.")] = None,
     projector: Annotated[Projector, typer.Option()] = Projector(GraftConfig.projector),
-    downsample: Annotated[int, typer.Option(min=1, help="Encoder frames per LLM token (pool, stack).")] = (
+    downsample: Annotated[int, typer.Option(min=1, help="Encoder frames per LLM token (pool, stack, qformer).")] = (
         GraftConfig.downsample),
     encoder_context: Annotated[EncoderContextChoice, typer.Option(
         help="trim: the encoder runs on each clip's length; full: on 30 s, as Whisper was trained.")] = (
