@@ -13,7 +13,12 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from audiograft.audio.io import SAMPLE_RATE, AudioError, load_audio
 from audiograft.audio.vad import Span
 from audiograft.inference.alignment import WordAligner
-from audiograft.inference.transcriber import Transcriber, TranscriptionOptions, stitch
+from audiograft.inference.transcriber import (
+    Transcriber,
+    TranscriptionOptions,
+    _ChosenTokenLogprobs,
+    stitch,
+)
 from audiograft.inference.transcript import Segment, Word
 from audiograft.modeling.config import GraftConfig
 from audiograft.modeling.model import GraftModel
@@ -322,3 +327,14 @@ def test_a_static_kv_cache_gives_the_same_transcripts(graft, monkeypatch):
     assert all(t.text for t in expected)
     assert [t.text for t in actual] == [t.text for t in expected]
     assert [[s.text for s in t.segments] for t in actual] == [[s.text for s in t.segments] for t in expected]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the scores must live on another device than the ids")
+def test_chosen_token_logprobs_take_ids_returned_on_another_device():
+    # `generate` runs on the GPU and the transcriber moves its ids to the CPU before asking for their scores: the
+    # first GPU evaluation (2026-11-30) failed here with "index is on cpu, different from other tensors on cuda:0".
+    recorder = _ChosenTokenLogprobs()
+    scores = torch.tensor([[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]], device="cuda")
+    recorder(torch.zeros(2, 4, dtype=torch.long, device="cuda"), scores)
+    logprobs = recorder.finish(torch.tensor([[0, 1], [0, 0]]))
+    torch.testing.assert_close(logprobs[:, 0], torch.log_softmax(scores, -1).cpu()[[0, 1], [1, 0]])

@@ -97,7 +97,8 @@ class _ChosenTokenLogprobs(LogitsProcessor):
 
     def _record(self, picked: torch.Tensor) -> None:
         if self._previous is not None:
-            self._picked.append(self._previous.gather(1, picked).squeeze(1))
+            # `generate` returns its ids where the caller asked (the CPU) while the scores stay on the GPU.
+            self._picked.append(self._previous.gather(1, picked.to(self._previous.device)).squeeze(1))
 
     def finish(self, new_tokens: torch.Tensor) -> torch.Tensor:
         """(rows, new tokens) log-probabilities, once `generate` has returned `new_tokens`."""
