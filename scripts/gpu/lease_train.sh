@@ -2,8 +2,9 @@
 # On the GPU machine, in the background (scripts/gpu/lease.sh train): the training manifests from the corpus parts
 # (the GPU part made in this lease and the carried CPU parts, $stage/debian*), then the lanes of TRAIN_CONFIGS: one
 # lane per GPU where there are GPUs enough, else every config in turn, data-parallel over every GPU of the machine.
-# Evaluation runs on a CPU machine, whisper-base beside the graft (its decoder does not travel); EVALUATE=1 scores the
-# last run here too.
+# EVALUATE=1 scores every run on the GPU as its lane finishes it, on the evaluation sets staged as the group evalx
+# (`evaluate` below); a lane entry that is a graft directory instead of a config is only scored.
+# whisper-base is scored beside the grafts on a CPU machine (its decoder does not travel).
 set -x
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -51,21 +52,47 @@ prepare() {
   sed "${edits[@]}" "$1" > "$config"
   echo "$config"
 }
-if [ "${#lanes[@]}" -gt 1 ] && [ "${#lanes[@]}" -le "$gpus" ]; then
-  # Ablations on equal budgets: each lane alone on its own GPU, all lanes at once.
+evaluate() {
+  # $1: a graft directory, $2: its name. Greedy decoding in bf16 on the GPU: the ablations compare with each other and
+  # with v3 and v4 scored the same way, not with the CPU figures.
+  [ "${EVALUATE:-0}" = 1 ] || return 0
+  local set
+  for set in en_dev:$stage/evalx/devset-en/dev.jsonl synthetic:$stage/evalx/test-sample/test.jsonl \
+             non_en_dev:$stage/realspeech/dev.jsonl; do
+    python3 -m audiograft eval "${set#*:}" --model "$1" --device cuda --batch-size 64 \
+      --json "$work/eval_$2_${set%%:*}.json" > "$work/eval_$2_${set%%:*}.log" 2>&1
+  done
+}
+if [ "${#lanes[@]}" -gt 1 ]; then
+  # Ablations on equal budgets: lane i on GPU i mod the GPU count (a small LLM leaves a GPU room for two runs), all
+  # lanes at once. Two lanes on one GPU run their kernels side by side under CUDA MPS where the driver offers it.
+  if [ "${#lanes[@]}" -gt "$gpus" ] && command -v nvidia-cuda-mps-control && nvidia-cuda-mps-control -d; then
+    timeout 60 python3 -c "import torch; print(torch.ones(8, device='cuda').sum().item())" \
+      || echo quit | nvidia-cuda-mps-control
+  fi
   for index in "${!lanes[@]}"; do
     (
       IFS=+
+      gpu=$(( index % gpus ))
+      export CUDA_VISIBLE_DEVICES=$gpu
       for lane_config in ${lanes[$index]}; do
+        if [ -d "$lane_config" ]; then
+          evaluate "$lane_config" "$(basename "$lane_config")"
+          continue
+        fi
+        # Gemma 3's packages arrive in a later staged group.
+        case $lane_config in *gemma3*) until [ -z "${SITE:-}" ] || [ -e "$SITE/.gemma3" ]; do sleep 5; done ;; esac
         config=$(prepare "$lane_config")
-        CUDA_VISIBLE_DEVICES=$index python3 -m audiograft train "$config" \
-          > "$work/train_$(basename "$config" .yaml).log" 2>&1
-        echo "$lane_config wall $(( $(date +%s) - started )) s on GPU $index"
+        name=$(basename "$config" .yaml)
+        python3 -m audiograft train "$config" > "$work/train_$name.log" 2>&1
+        echo "$lane_config wall $(( $(date +%s) - started )) s on GPU $gpu"
+        evaluate "runs/$name/final" "$name"
+        echo "$lane_config scored at $(( $(date +%s) - started )) s"
       done
     ) &
   done
   wait
-  echo "runs wall $(( $(date +%s) - started )) s, one lane per GPU"
+  echo "runs wall $(( $(date +%s) - started )) s, ${#lanes[@]} lanes on $gpus GPUs"
 else
   # One config after another, each data-parallel over every GPU.
   for stage_config in ${lanes[@]//+/ }; do
@@ -77,14 +104,8 @@ else
       python3 -m audiograft train "$config" || exit 1
     fi
     echo "$stage_config wall $(( $(date +%s) - started )) s on $gpus GPUs"
+    name=$(basename "$config" .yaml)
+    evaluate "runs/$name/final" "$name"
   done
 fi
 touch "$work/train.done"
-if [ "${EVALUATE:-0}" = 1 ]; then
-  last=${lanes[-1]##*+}
-  final=runs/$(basename "${last%.yaml}")/final
-  python3 -m audiograft eval "$work/data/$data/test.jsonl" --model "$final" --device cuda --batch-size 64 \
-    --limit "${TEST_LIMIT:-1000}" --json "$work/eval_synthetic_test.json"
-  python3 -m audiograft eval "$stage/realspeech/dev.jsonl" --model "$final" --device cuda --batch-size 64 \
-    --json "$work/eval_real_dev.json"
-fi
