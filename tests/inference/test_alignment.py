@@ -14,6 +14,7 @@ from audiograft.inference.alignment import (
     ConfidenceCalibrator,
     WordAligner,
     forced_align,
+    letter_targets,
     spoken_letters,
     word_token_groups,
     words_from_tokens,
@@ -51,6 +52,11 @@ def test_spoken_letters_keeps_what_the_aligner_can_place():
     assert spoken_letters("Café,") == "cafe"
     assert spoken_letters("'Don't'") == "don't"
     assert spoken_letters("25") == ""
+
+
+def test_letter_targets_are_the_words_letters_run_together():
+    assert "".join(ALPHABET[i - 1] for i in letter_targets(["Café,", "25", "'Don't'"])) == "cafedon't"
+    assert letter_targets(["25", "!"]) == []
 
 
 @pytest.mark.parametrize("text", ["the quick brown fox jumps", "the fox,\nthe  dog 25."])

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -135,6 +135,11 @@ def spoken_letters(word: str) -> str:
     return "".join(c for c in plain if c in LETTER_IDS).strip("'")
 
 
+def letter_targets(words: Iterable[str]) -> list[int]:
+    """The CTC head's class ids of the words' spoken letters, in order, with no separator between words."""
+    return [LETTER_IDS[c] for word in words for c in spoken_letters(word)]
+
+
 def forced_align(log_probs: np.ndarray, targets: Sequence[int], blank: int = BLANK) -> np.ndarray | None:
     """The most likely CTC path that spells `targets` in (frames, classes) log-probabilities.
 
@@ -231,7 +236,7 @@ class WordAligner(nn.Module):
         letter_log_probs, _ = self(frames[None], torch.tensor([frames.shape[0]]))
         scores = []
         for words in hypotheses:
-            targets = [LETTER_IDS[c] for word in words for c in spoken_letters(word)]
+            targets = letter_targets(words)
             if not targets:
                 scores.append(float(-letter_log_probs[0, :, BLANK].sum()))
                 continue
@@ -249,7 +254,7 @@ class WordAligner(nn.Module):
             return []
         letters = [spoken_letters(word) for word in words]
         letter_log_probs, edge_logits = self(frames[None], torch.tensor([n_frames]))
-        targets = [LETTER_IDS[c] for word in letters for c in word]
+        targets = [LETTER_IDS[c] for word in letters for c in word]  # the letters per word are needed below too
         path = forced_align(letter_log_probs[0].double().numpy(), targets) if targets else None
         if path is None:
             return _spread([len(w) for w in words], 0.0, n_frames * self.frame_seconds)

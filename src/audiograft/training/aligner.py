@@ -13,9 +13,8 @@ from torch import nn
 from audiograft.evaluation.metrics import TimestampErrors, timestamp_errors
 from audiograft.inference.alignment import (
     BLANK,
-    LETTER_IDS,
     WordAligner,
-    spoken_letters,
+    letter_targets,
 )
 from audiograft.manifest import Utterance, Word
 from audiograft.training.data import LengthBucketSampler
@@ -50,7 +49,7 @@ def make_example(
 ) -> AlignerExample:
     """A training example: the transcript's letters and, where word timings exist, soft word-edge targets;
     `frame_seconds` is the duration of one of the encoder's `frames` (`AudioEncoder.frame_seconds`)."""
-    letters = [LETTER_IDS[c] for word in text.split() for c in spoken_letters(word)]
+    letters = letter_targets(text.split())
     edge_targets = None
     if words:
         edge_targets = torch.zeros(frames.shape[0], 2)
