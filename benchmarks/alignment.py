@@ -38,10 +38,8 @@ from audiograft.inference.alignment import (
     word_token_groups,
 )
 from audiograft.manifest import Utterance, Word, read_manifest, write_manifest
-from audiograft.modeling.encoders import load_encoder
 from audiograft.modeling.model import GraftModel
 from audiograft.modeling.processor import GraftProcessor
-from audiograft.presets.pretrained import resolve_base
 from audiograft.training.aligner import (
     encoder_frames,
     make_example,
@@ -52,7 +50,6 @@ from audiograft.training.encoder_cache import EncoderCache
 
 logger = logging.getLogger("benchmarks.alignment")
 
-ENCODER = "audiograft:whisper-base"  # the default model's encoder
 CORPUS = Path("/work/corpus")
 DEV = Path("/tmp/devset/dev.jsonl")
 VALIDATION_EVERY = 9  # every 9th espeak training voice is held out to choose between aligner options
@@ -89,9 +86,7 @@ def splits() -> dict[str, list[Utterance]]:
 
 
 def frame_cache(args) -> EncoderCache:
-    # The default model's encoder, run as it runs it, and its processor for the features.
-    return EncoderCache(args.cache, load_encoder(resolve_base(ENCODER), "trim"), GraftProcessor.from_pretrained("default"),
-                        ENCODER)
+    return EncoderCache.of_saved_graft(args.cache)
 
 
 def step_frames(args) -> None:

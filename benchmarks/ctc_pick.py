@@ -20,13 +20,8 @@ import torch
 
 from audiograft.inference.alignment import WordAligner
 from audiograft.manifest import read_manifest
-from audiograft.modeling.encoders import load_encoder
-from audiograft.modeling.processor import GraftProcessor
-from audiograft.presets.pretrained import resolve_base
 from audiograft.training.aligner import encoder_frames
 from audiograft.training.encoder_cache import EncoderCache
-
-ENCODER = "audiograft:whisper-base"  # the default model's encoder, which the aligner was trained on
 
 
 def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
@@ -43,8 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     aligner = WordAligner.from_pretrained(args.aligner)
-    cache = EncoderCache(args.cache, load_encoder(resolve_base(ENCODER), "trim"), GraftProcessor.from_pretrained("default"),
-                         ENCODER)
+    cache = EncoderCache.of_saved_graft(args.cache)
     frames = {str(u.audio): f for u, f in encoder_frames(cache, read_manifest(args.manifest))}
     candidates: dict[str, list[tuple[str, str]]] = {}
     for path in args.results:

@@ -30,14 +30,10 @@ import torch
 from audiograft.evaluation.metrics import normalize
 from audiograft.inference.alignment import ALPHABET, BLANK, WordAligner, spoken_letters
 from audiograft.manifest import read_manifest
-from audiograft.modeling.encoders import load_encoder
-from audiograft.modeling.processor import GraftProcessor
-from audiograft.presets.pretrained import resolve_base
 from audiograft.training.aligner import encoder_frames
 from audiograft.training.encoder_cache import EncoderCache
 
 logger = logging.getLogger("benchmarks.domain_gap")
-ENCODER = "audiograft:whisper-base"  # the default model's encoder, which the aligner was trained on
 
 
 def letters(text: str, language: str | None = None) -> str:
@@ -86,8 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     aligner = WordAligner.from_pretrained(args.aligner)
-    cache = EncoderCache(args.cache, load_encoder(resolve_base(ENCODER), "trim"), GraftProcessor.from_pretrained("default"),
-                         ENCODER)
+    cache = EncoderCache.of_saved_graft(args.cache)
     baselines = iter(args.baseline_json)
     report = {}
     for label, manifest, result_path in args.set:

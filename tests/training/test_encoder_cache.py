@@ -37,6 +37,22 @@ def test_fill_encodes_each_clip_once_and_matches_the_encoder(graft, manifest, tm
     assert EncoderCache(tmp_path, graft.encoder, graft.processor, "another-encoder").fill(utterances[:2]) == 2
 
 
+def test_a_saved_grafts_cache_is_its_encoders_run_as_it_runs_it(base_models, manifest, tmp_path):
+    saved = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"]),
+                                               encoder_context="full", encoder_layer=1))
+    saved.save_pretrained(tmp_path / "graft")
+    cache = EncoderCache.of_saved_graft(tmp_path / "cache", tmp_path / "graft")
+    by_hand = EncoderCache(tmp_path / "cache", saved.encoder, saved.processor, saved.config.encoder)
+    assert cache.directory == by_hand.directory
+    assert (cache.encoder.context, cache.encoder.used_layers) == ("full", 1)
+    utterances = read_manifest(manifest)[:2]
+    cache.fill(utterances)
+    frames, _ = cache.load(utterances[0].audio)
+    waveform, _ = soundfile.read(utterances[0].audio, dtype="float32")
+    expected, frame_lengths = saved.encoder(*saved.processor.featurize([waveform]))
+    torch.testing.assert_close(frames, expected[0, : frame_lengths[0]], atol=1e-5, rtol=1e-4)
+
+
 def test_dataset_reports_an_uncached_clip_and_refuses_augmentation(graft, tmp_path):
     path = tmp_path / "a.wav"
     soundfile.write(path, torch.zeros(1600).numpy(), 16000)

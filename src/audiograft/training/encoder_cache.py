@@ -21,8 +21,10 @@ from safetensors.torch import load_file, save_file
 from audiograft.audio.io import AudioError, run_on_loaded
 from audiograft.files import atomic_path
 from audiograft.manifest import Utterance
-from audiograft.modeling.encoders import AudioEncoder
+from audiograft.modeling.config import GraftConfig
+from audiograft.modeling.encoders import AudioEncoder, load_encoder
 from audiograft.modeling.processor import GraftProcessor
+from audiograft.presets.pretrained import resolve_base, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,14 @@ class EncoderCache:
             # Frames of a lower layer; the whole encoder's keep their old fingerprint, so existing caches still hit.
             identity += f"|layers={encoder.used_layers}"
         self.directory = Path(directory) / hashlib.sha1(identity.encode()).hexdigest()[:16]
+
+    @classmethod
+    def of_saved_graft(cls, directory: str | Path, model: str | Path = "default") -> EncoderCache:
+        """A cache of a saved graft's encoder ("default": the built-in model's), run as the graft runs it and loaded
+        without its LLM: the frames the graft's word aligner reads."""
+        config = GraftConfig.load(resolve_model_dir(model))
+        encoder = load_encoder(resolve_base(config.encoder), config.encoder_context, layer=config.encoder_layer)
+        return cls(directory, encoder, GraftProcessor.from_pretrained(model), config.encoder)
 
     def path(self, audio: str | Path) -> Path:
         audio = Path(audio).resolve()
