@@ -112,17 +112,22 @@ def test_merge_writes_standalone_model_with_same_output(base_models, tmp_path):
         for parameter in model.llm.parameters():
             if parameter.requires_grad:
                 parameter.normal_(0, 0.1)
+    merged = merged_with_same_logits(model, tmp_path)
+    assert merged.config.lora is None and not (tmp_path / "merged" / LORA_DIR).exists()
+    assert merged.config.encoder.endswith("encoder") and merged.config.llm.endswith("llm")
+
+
+def merged_with_same_logits(model: GraftModel, tmp_path) -> GraftModel:
+    """Save `model`, merge the saved graft into tmp_path/merged and load that; it must give `model`'s logits."""
     clips = make_clips([1.0, 2.0])
     with torch.no_grad():
         expected = model(**model.processor(clips)).logits
     model.save_pretrained(tmp_path / "graft")
-
     GraftModel.from_pretrained(tmp_path / "graft").merge(tmp_path / "merged")
     merged = GraftModel.from_pretrained(tmp_path / "merged")
-    assert merged.config.lora is None and not (tmp_path / "merged" / LORA_DIR).exists()
-    assert merged.config.encoder.endswith("encoder") and merged.config.llm.endswith("llm")
     with torch.no_grad():
         torch.testing.assert_close(merged(**merged.processor(clips)).logits, expected, atol=1e-4, rtol=1e-4)
+    return merged
 
 
 def test_lora_targets_the_llm_only_never_encoder_or_vision(base_models):
@@ -382,19 +387,11 @@ def test_merge_folds_the_encoder_lora_into_the_encoder_weights(base_models, tmp_
                   lora=LoraSettings(r=4, alpha=8, dropout=0.0))
     perturb_lora_b(model.encoder)
     perturb_lora_b(model.llm)
-    clips = make_clips([1.0, 2.0])
-    with torch.no_grad():
-        expected = model(**model.processor(clips)).logits
-    model.save_pretrained(tmp_path / "graft")
-
-    GraftModel.from_pretrained(tmp_path / "graft").merge(tmp_path / "merged")
-    merged = GraftModel.from_pretrained(tmp_path / "merged")
+    merged = merged_with_same_logits(model, tmp_path)
     assert merged.config.encoder_lora is None and merged.config.encoder_layer == 1
     assert not (tmp_path / "merged" / ENCODER_LORA_WEIGHTS).exists()
     encoder_weights = load_file(tmp_path / "merged" / "encoder" / "model.safetensors")
     assert not any("lora_" in name or "base_layer" in name for name in encoder_weights)
-    with torch.no_grad():
-        torch.testing.assert_close(merged(**merged.processor(clips)).logits, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_encoder_gradients_flow_only_when_its_lora_trains_and_never_at_inference(base_models):
