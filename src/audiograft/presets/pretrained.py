@@ -252,17 +252,12 @@ def _convert_whisper_base(out: Path) -> None:
 def _convert_smollm2(out: Path) -> None:
     gguf = locate(SMOLLM2_GGUF)
     _verify(gguf.read_bytes(), SMOLLM2_SHA256, (SMOLLM2_GGUF,))
-    if importlib.util.find_spec("gguf") is None:
-        raise PretrainedPartMissing(f"transformers needs the gguf package to read {gguf.name}. Install: {INSTALL_HINT}")
-
     _save_dequantized(gguf, out)
 
 
 def _convert_gemma3_270m(out: Path) -> None:
     data = b"".join(_locate_gemma3(part).read_bytes() for part in GEMMA3_PARTS)
     _verify(data, GEMMA3_SHA256, GEMMA3_PARTS)
-    if importlib.util.find_spec("gguf") is None:
-        raise PretrainedPartMissing(f"transformers needs the gguf package to read Gemma 3's GGUF. Install: {INSTALL_HINT}")
     terms = _locate_gemma3(GEMMA3_TERMS)
     with tempfile.TemporaryDirectory() as joined:
         gguf = Path(joined) / "gemma-3-270m-q4_k_m.gguf"
@@ -299,6 +294,8 @@ def _locate_gemma3(part: PackagedFile) -> Path:
 
 def _save_dequantized(gguf: Path, out: Path, chat_template: str | None = None) -> None:
     """A GGUF file's weights, dequantized, as a bf16 transformers checkpoint with its tokenizer in `out`."""
+    if importlib.util.find_spec("gguf") is None:
+        raise PretrainedPartMissing(f"transformers needs the gguf package to read {gguf.name}. Install: {INSTALL_HINT}")
     dequantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if chat_template is not None:
