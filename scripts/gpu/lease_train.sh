@@ -2,8 +2,8 @@
 # On the GPU machine, in the background (scripts/gpu/lease.sh train): the training manifests from the corpus parts
 # (the GPU part made in this lease and the carried CPU parts, $stage/debian*), then the lanes of TRAIN_CONFIGS: one
 # lane per GPU where there are GPUs enough, else every config in turn, data-parallel over every GPU of the machine.
-# EVALUATE=1 scores every run on the GPU as its lane finishes it, on the evaluation sets staged as the group evalx
-# (`evaluate` below); a lane entry that is a graft directory instead of a config is only scored.
+# EVALUATE=1 scores each lane's last run on the GPU as the lane finishes it, on the evaluation sets staged as the
+# group evalx (`evaluate` below); a lane entry that is a graft directory instead of a config is only scored.
 # whisper-base is scored beside the grafts on a CPU machine (its decoder does not travel).
 set -x
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -96,6 +96,8 @@ if [ "${#lanes[@]}" -gt 1 ]; then
         name=$(basename "$config" .yaml)
         python3 -m audiograft train "$config" > "$work/train_$name.log" 2>&1
         echo "$lane_config wall $(( $(date +%s) - started )) s on GPU $gpu"
+        # Only a lane's last run is scored: an earlier one (a stage-1 projector) is a step towards it, not a result.
+        [ "$lane_config" = "${lanes[$index]##*+}" ] || continue
         evaluate "runs/$name/final" "$name"
         echo "$lane_config scored at $(( $(date +%s) - started )) s"
       done
