@@ -116,6 +116,7 @@ else
       python3 -m audiograft train "$config" || exit 1
     fi
     echo "$stage_config wall $(( $(date +%s) - started )) s on $gpus GPUs"
+    [ "$stage_config" = "${lanes[0]##*+}" ] || continue
     name=$(basename "$config" .yaml)
     evaluate "runs/$name/final" "$name"
   done
