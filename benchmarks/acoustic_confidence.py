@@ -103,8 +103,7 @@ def main() -> None:
     fit_features, fit_flags = features_of(*args.fit)
     models = {"LLM score alone": (slice(0, 1), fit_logistic(fit_features[:, :1], fit_flags)),
               "LLM score + CTC letters": (slice(0, 2), fit_logistic(fit_features, fit_flags))}
-    report = {"fit": {"words": len(fit_flags), "right": float(fit_flags.mean())},
-              "weights": {name: params.tolist() for name, (_, params) in models.items()}}
+    report = {"weights": {name: params.tolist() for name, (_, params) in models.items()}}
     for label, (features, flags) in [("fit set", (fit_features, fit_flags)),
                                      *((label, features_of(manifest, result)) for label, manifest, result in args.score)]:
         report[label] = {"words": len(flags), "right": float(flags.mean())}
