@@ -58,15 +58,13 @@ def word_features(aligner: WordAligner, cache: EncoderCache, manifest: Path, res
                 span[:, None], torch.tensor([targets]), torch.tensor([span.shape[0]]), torch.tensor([len(targets)]),
                 blank=BLANK, reduction="sum", zero_infinity=True,
             )) / len(targets)
-            raw_logit = (_logit(word["confidence"]) - calibrator.intercept) / calibrator.slope
-            rows.append([raw_logit, min(nll, 20.0)])  # zero_infinity gives 0 where the span is too short: capped
+            # zero_infinity gives 0 where the span is too short for the letters; a large NLL is capped.
+            rows.append([word["confidence"], min(nll, 20.0)])
             flags.append(float(word["correct"]))
-    return torch.tensor(rows, dtype=torch.float64), torch.tensor(flags, dtype=torch.float64)
-
-
-def _logit(probability: float) -> float:
-    probability = min(max(probability, 1e-6), 1 - 1e-6)
-    return math.log(probability / (1 - probability))
+    features = torch.tensor(rows, dtype=torch.float64)
+    # The calibrator undone: its clamp (alignment._logit) is torch.logit's eps.
+    features[:, 0] = (torch.logit(features[:, 0], eps=1e-6) - calibrator.intercept) / calibrator.slope
+    return features, torch.tensor(flags, dtype=torch.float64)
 
 
 def fit_logistic(features: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
@@ -104,8 +102,8 @@ def main() -> None:
     models = {"LLM score alone": (slice(0, 1), fit_logistic(fit_features[:, :1], fit_flags)),
               "LLM score + CTC letters": (slice(0, 2), fit_logistic(fit_features, fit_flags))}
     report = {"weights": {name: params.tolist() for name, (_, params) in models.items()}}
-    for label, (features, flags) in [("fit set", (fit_features, fit_flags)),
-                                     *((label, features_of(manifest, result)) for label, manifest, result in args.score)]:
+    scored = [(label, features_of(manifest, result)) for label, manifest, result in args.score]
+    for label, (features, flags) in [("fit set", (fit_features, fit_flags)), *scored]:
         report[label] = {"words": len(flags), "right": float(flags.mean())}
         for name, (columns, params) in models.items():
             confidences = torch.sigmoid(features[:, columns] @ params[:-1] + params[-1])
