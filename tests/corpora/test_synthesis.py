@@ -189,6 +189,18 @@ def test_a_part_is_its_range_of_the_plan_from_the_given_texts_and_engines(tmp_pa
 
 
 @requires_espeak
+def test_one_split_alone_is_that_split_of_the_same_plan(tmp_path):
+    common = dict(seed=2, workers=1, test_fraction=0.5, progress=False, engines=["espeak"], texts=POOLS)
+    summary = build_corpus(tmp_path / "test", 6, split="test", **common)
+    plan = synthesis.plan_corpus(6, synthesis.corpus_voices(["espeak"]), POOLS, 2, 0.5, texts.source_weights(POOLS))
+    records = read_jsonl(tmp_path / "test" / "manifest.jsonl")
+    assert summary.utterances == {"train": 0, "test": 3}
+    assert [r["audio"] for r in records] == [f"audio/{u.id}.flac" for u in plan if u.split == "test"]
+    with pytest.raises(ValueError, match="split must be one of"):
+        build_corpus(tmp_path / "dev", 6, split="dev", **common)
+
+
+@requires_espeak
 def test_an_opus_corpus_stores_wideband_ogg_clips_that_train_like_flac_ones(tmp_path):
     common = dict(seed=2, workers=1, test_fraction=0.5, progress=False, engines=["espeak"], texts=POOLS)
     build_corpus(tmp_path / "flac", 4, **common)

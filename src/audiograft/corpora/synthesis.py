@@ -299,6 +299,7 @@ def build_corpus(
     texts: Mapping[str, Sequence[str]] | None = None,
     start: int = 0,
     audio_format: str = "flac",
+    split: str | None = None,
 ) -> CorpusSummary:
     """Build (or finish building) a synthetic speech corpus under out_dir.
 
@@ -312,6 +313,8 @@ def build_corpus(
     utterances from start on are made: parts of one corpus built on several machines take disjoint ranges
     of one plan (same seed and texts), so their utterances differ in text and id, and merge_corpora joins them.
     audio_format is one of audio.io.CLIP_FORMATS: "opus" stores the clips as wideband Ogg/Opus, a fifth of FLAC's size.
+    split (one of SPLITS) makes only that split's utterances: the test split alone is a held-out set (voices and
+    texts) without the cost of the training clips planned beside it.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -319,11 +322,14 @@ def build_corpus(
         raise ValueError(f"start {start} must be below the number of utterances ({utterances})")
     if audio_format not in CLIP_FORMATS:
         raise ValueError(f"audio_format must be one of {sorted(CLIP_FORMATS)}, got {audio_format!r}")
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
     voices = corpus_voices(engines)
     _write_voices(out_dir, voices)
     texts = load_texts() if texts is None else texts
     plan = plan_corpus(utterances, voices, texts, seed, test_fraction, source_weights(texts))[start:]
+    plan = [u for u in plan if split in (None, u.split)]
     pending = [u for u in plan if not _is_done(out_dir, u, audio_format)]
     logger.info("%d of %d utterances to synthesise with %d voices", len(pending), len(plan), len(voices))
     failed = _synthesize_all(out_dir, pending, workers, progress, audio_format) if pending else 0
