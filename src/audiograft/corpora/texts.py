@@ -177,8 +177,12 @@ def scrambled_texts(
                 word = token.strip(_WORD_EDGES)
                 if word:
                     counts = spellings.setdefault(word.lower(), Counter())
-                    # A sentence's first word is capitalised whatever it is: it says nothing of its spelling.
-                    counts[word.lower() if starts_sentence else word] += 0 if starts_sentence else 1
+                    if starts_sentence:
+                        # A sentence's first word is capitalised whatever it is: it says nothing of its spelling, so
+                        # it is written in lower case unless it is ever seen inside a sentence.
+                        counts.setdefault(word.lower(), 0)
+                    else:
+                        counts[word] += 1
                 starts_sentence = token[-1] in _SENTENCE_END
     spelled = {key: counts.most_common(1)[0][0] for key, counts in spellings.items()}
     running = [token.strip(_WORD_EDGES).lower() for pool in pools.values() for text in pool for token in text.split()]
