@@ -130,6 +130,19 @@ def test_a_loop_at_every_temperature_is_cut_after_its_first_copy(graft, monkeypa
     assert [call["temperature"] for call in calls] == [0.0, 0.5, 1.0]
 
 
+def test_sampled_answers_repeat_with_the_seed_and_leave_the_callers_random_state_alone(graft):
+    def sampled(seed: int) -> str:
+        options = TranscriptionOptions(temperatures=(1.0,), seed=seed, max_new_tokens=12)
+        return Transcriber(graft, options=options).transcribe(SPEECH[: 2 * SAMPLE_RATE]).text
+
+    state = torch.get_rng_state()
+    first = sampled(0)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(3)  # wherever the caller's own random state stands
+    assert sampled(0) == first
+    assert first and sampled(1) != first
+
+
 def test_answers_are_bounded_by_the_window_duration(graft, monkeypatch):
     transcriber = Transcriber(graft, options=TranscriptionOptions(temperatures=(0.0,), max_tokens_per_second=2.0))
     sentence = "the quick brown fox jumps over the lazy dog"

@@ -38,6 +38,9 @@ class TranscriptionOptions:
     # Each candidate costs about one more decoding of the window. 0: off.
     ctc_candidates: int = 0
     candidate_temperature: float = 0.7
+    # Sampled answers (the fallback's temperatures above 0, the letter-checked candidates) are drawn from this seed:
+    # the same audio and options give the same transcript, run after run.
+    seed: int = 0
     loop_max_ngram: int = LOOP_MAX_NGRAM
     loop_min_repeats: int = LOOP_MIN_REPEATS
     max_tokens_per_second: float = 8.0  # answer bound per second of window; speech needs about 3

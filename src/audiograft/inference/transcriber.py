@@ -349,10 +349,15 @@ class Transcriber:
         model = self.model
         logprobs = _ChosenTokenLogprobs()
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        new_tokens = model.generate(
-            **inputs, encoded_audio=encoded_audio, max_new_tokens=max(budgets), static_cache=options.static_cache,
-            logits_processor=LogitsProcessorList([logprobs]), **sampling,
-        ).cpu()
+        # generate samples from torch's global generator: seed a fork of it, so a sampled answer repeats with
+        # options.seed and the caller's own random state is left where it was.
+        on_cuda = model.device.type == "cuda"
+        with torch.random.fork_rng(devices=[model.device] if on_cuda else []):
+            torch.manual_seed(options.seed)
+            new_tokens = model.generate(
+                **inputs, encoded_audio=encoded_audio, max_new_tokens=max(budgets), static_cache=options.static_cache,
+                logits_processor=LogitsProcessorList([logprobs]), **sampling,
+            ).cpu()
         token_logprobs = logprobs.finish(new_tokens)
         stops = set(self.processor.stop_token_ids)
         answers = []
