@@ -444,7 +444,9 @@ def align_train(
 @app.command()
 def calibrate(
     model: Annotated[str, typer.Argument(help="The graft directory to fit the confidence calibrator of.")],
-    manifest: Annotated[Path, typer.Argument(help="JSONL manifest of speakers the model did not train on.")],
+    manifests: Annotated[list[Path], typer.Argument(
+        help="JSONL manifests of speakers the model did not train on, joined (e.g. predictable sentences and "
+             "scrambled words, so that the confidences hold where the model cannot guess the words).")],
     batch_size: Annotated[int, typer.Option(min=1)] = TranscriptionOptions.batch_size,
     threads: ThreadsOption = DEFAULT_CPU_THREADS,
     limit: Annotated[int | None, typer.Option(help="Use the first N utterances only.")] = None,
@@ -457,8 +459,10 @@ def calibrate(
 
     use_device("cpu", threads)
     graft = GraftModel.from_pretrained(model, merge_lora=True)
-    calibrator, raw_ece, calibrated_ece = fit_calibrator(graft, read_manifest(manifest)[:limit], batch_size)
-    console.print(f"confidence ECE on {manifest}: raw {raw_ece:.3f}, calibrated {calibrated_ece:.3f} "
+    utterances = [utterance for manifest in manifests for utterance in read_manifest(manifest)][:limit]
+    calibrator, raw_ece, calibrated_ece = fit_calibrator(graft, utterances, batch_size)
+    console.print(f"confidence ECE on {len(utterances)} utterances of {', '.join(map(str, manifests))}: "
+                  f"raw {raw_ece:.3f}, calibrated {calibrated_ece:.3f} "
                   f"(slope {calibrator.slope:.3f}, intercept {calibrator.intercept:.3f})")
     console.print(f"wrote the calibrator to {calibrator.save(graft.directory)}")
 

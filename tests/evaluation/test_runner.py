@@ -85,7 +85,7 @@ def test_fit_calibrator_fits_on_the_raw_confidences_of_the_models_own_transcript
 
     def fake_evaluate(model, utterances, batch_size=8, name="", calibrated=True):
         # Words the raw scores rank well but overstate: confident ones mostly right, doubtful ones mostly wrong.
-        seen["calibrated"] = calibrated
+        seen["calibrated"], seen["texts"] = calibrated, [u.text for u in utterances]
         words = [ScoredWord("w", None, None, confidence, correct) for confidence, correct in
                  [(0.9, True), (0.8, True), (0.85, False), (0.2, False), (0.3, False), (0.25, True)] * 5]
         return SimpleNamespace(utterances=[SimpleNamespace(words=words)])
@@ -94,7 +94,9 @@ def test_fit_calibrator_fits_on_the_raw_confidences_of_the_models_own_transcript
     calibrator, raw_ece, calibrated_ece = runner.fit_calibrator(model, [], batch_size=2)
     assert seen["calibrated"] is False
     assert calibrator.slope > 0 and calibrated_ece < raw_ece
-    result = CliRunner().invoke(app, ["calibrate", str(directory), str(manifest), "--limit", "2"])
+    other = write_manifest(tmp_path / "n.jsonl", [Utterance(tmp_path / "a.flac", "scrambled words", 1.0)] * 2)
+    result = CliRunner().invoke(app, ["calibrate", str(directory), str(manifest), str(other), "--limit", "5"])
     assert result.exit_code == 0, result.output
     assert "calibrated" in result.output
+    assert seen["texts"] == ["the fox"] * 4 + ["scrambled words"]  # the manifests joined, then the first five
     assert ConfidenceCalibrator.load(directory) == calibrator
