@@ -29,6 +29,9 @@ def main() -> None:
 
     wanted = args.voices.split(",")
     by_id = {voice.id: voice for engine in {w.split("-")[0] for w in wanted} for voice in engine_named(engine).voices()}
+    unknown = [voice_id for voice_id in wanted if voice_id not in by_id]
+    if unknown:
+        parser.error(f"unknown voices {unknown}; the corpus's test voices are in its voices.json")
     voices = [by_id[voice_id] for voice_id in wanted]
     records = []
     for index, clip in enumerate(read_manifest(args.dev)):

@@ -335,6 +335,11 @@ def test_data_synth_parts_from_written_text_pools_merge_into_one_corpus(tmp_path
     assert stats.exit_code == 0, stats.output
     assert "espeak" in stats.output
     assert json.loads((tmp_path / "stats.json").read_text())["espeak"]["all"]["utterances"] == 4
+    held_out = runner.invoke(app, ["data", "synth", str(tmp_path / "t"), "--utterances", "4", "--split", "test", *common])
+    assert held_out.exit_code == 0, held_out.output
+    assert (tmp_path / "t" / "manifest.jsonl").read_text() == (tmp_path / "t" / "test.jsonl").read_text() != ""
+    assert [json.loads(line)["text"] for line in (tmp_path / "t" / "test.jsonl").read_text().splitlines()] == [
+        r["text"] for r in records if r["split"] == "test"]
 
 
 def test_data_synth_names_engines_it_does_not_know():
