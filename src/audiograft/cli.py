@@ -486,8 +486,8 @@ def synth(
     audio_format: Annotated[ClipFormat, typer.Option(
         help="flac (lossless), or opus: wideband Ogg/Opus at 12 kbit/s, a fifth of the size, for a corpus that "
              "must travel.")] = ClipFormat("flac"),
-    split: Annotated[str | None, typer.Option(
-        help="Make only this split's utterances (train or test): --split test is a held-out set alone.")] = None,
+    only_split: Annotated[str | None, typer.Option(
+        "--split", help="Make only this split's utterances (train or test): --split test is a held-out set alone.")] = None,
 ) -> None:
     """Synthesise a multi-voice English corpus, test voices and sentences held out; rerun to resume."""
     import os
@@ -498,7 +498,7 @@ def synth(
     pools = read_text_pools(texts) if texts is not None else None
     summary = build_corpus(output, utterances, seed=seed, workers=workers or os.cpu_count() or 1,
                            test_fraction=test_fraction, engines=engines.split(",") if engines else None,
-                           texts=pools, start=start, audio_format=audio_format.value, split=split)
+                           texts=pools, start=start, audio_format=audio_format.value, split=only_split)
     for split in sorted(summary.utterances):
         console.print(f"{split}: {summary.utterances[split]} utterances, {summary.hours[split]:.2f} h, "
                       f"{len(summary.voices[split])} voices")
