@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 ProjectorType = Literal["linear", "pool", "stack", "qformer"]
 EncoderContext = Literal["trim", "full"]
@@ -82,10 +82,10 @@ class GraftConfig:
     encoder_lora: EncoderLoraSettings | None = None
 
     def __post_init__(self) -> None:
-        if self.projector not in ("linear", "pool", "stack", "qformer"):
-            raise ValueError(f"projector must be 'linear', 'pool', 'stack' or 'qformer', got {self.projector!r}")
-        if self.encoder_context not in ("trim", "full"):
-            raise ValueError(f"encoder_context must be 'trim' or 'full', got {self.encoder_context!r}")
+        if self.projector not in get_args(ProjectorType):
+            raise ValueError(f"projector must be one of {get_args(ProjectorType)}, got {self.projector!r}")
+        if self.encoder_context not in get_args(EncoderContext):
+            raise ValueError(f"encoder_context must be one of {get_args(EncoderContext)}, got {self.encoder_context!r}")
         if self.downsample < 1:
             raise ValueError(f"downsample must be >= 1, got {self.downsample}")
         if self.projector == "linear" and self.downsample != 1:
