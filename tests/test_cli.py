@@ -310,6 +310,18 @@ def test_data_texts_writes_only_the_sources_asked_for_and_names_an_unknown_one(t
     assert refused.exit_code != 0 and "novels" in refused.output and not (tmp_path / "c.json.gz").exists()
 
 
+def test_data_texts_held_out_drops_texts_sharing_a_run_of_words_with_the_manifests(tmp_path, monkeypatch):
+    monkeypatch.setattr(texts, "load_texts", lambda sources: {
+        "fortunes": ["He said go forward ten meters and stop.", "Life is what happens while you plan."]})
+    (tmp_path / "clip.wav").write_bytes(b"")
+    (tmp_path / "dev.jsonl").write_text(json.dumps({"audio": "clip.wav", "text": "go forward ten meters and",
+                                                    "duration": 1.0}) + "\n")
+    result = runner.invoke(app, ["data", "texts", str(tmp_path / "t.json.gz"), "--sources", "fortunes",
+                                 "--held-out", str(tmp_path / "dev.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert texts.read_text_pools(tmp_path / "t.json.gz") == {"fortunes": ["Life is what happens while you plan."]}
+
+
 @pytest.mark.skipif(not EspeakEngine.is_installed(), reason="espeak-ng not installed")
 def test_data_synth_parts_from_written_text_pools_merge_into_one_corpus(tmp_path, monkeypatch):
     pools = {"dialogue": [f"Could you call {name} back tonight?" for name in ("Anna", "Ben", "Carla", "Dan")],

@@ -8,7 +8,7 @@
 #                                       start the corpus build (scripts/gpu/lease_build.sh) in the background
 #   bash scripts/gpu/lease.sh status    how far the background jobs are
 #   bash scripts/gpu/lease.sh textpart  start the text lever's corpus part (scripts/gpu/lease_textpart.sh) in the
-#                                       background
+#                                       background, read from the pool file TEXT_POOLS (default scrambled.json.gz)
 #   bash scripts/gpu/lease.sh train     start training (scripts/gpu/lease_train.sh) in the background
 #   bash scripts/gpu/lease.sh collect [RUN...]   the results into $OUT (at most 8 files of 16 MiB, 64 MiB): measurements,
 #                                       logs, and each named run's (default: every run's) final adapter, or its last

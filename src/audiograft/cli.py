@@ -510,16 +510,21 @@ def text_pools(
     output: Annotated[Path, typer.Argument(help="File to write (gzipped JSON, e.g. texts.json.gz).")],
     sources: Annotated[str | None, typer.Option(
         metavar="NAMES", help="Only these text sources, comma-separated (default: the shipped model's, every one "
-                              "but scrambled).")] = None,
+                              "but scrambled and fortunes).")] = None,
+    held_out: Annotated[list[Path] | None, typer.Option(
+        help="An evaluation manifest (repeatable): drop every text sharing a run of words (as many as "
+             "audiograft.corpora.texts.OVERLAP_WORDS says) with its transcripts.")] = None,
 ) -> None:
     """Write the corpus's text pools as the text sources installed here give them, with their licences, for
     `audiograft data synth --texts` on a machine without those sources."""
     from audiograft.corpora.texts import (
         DEFAULT_SOURCES,
         TEXT_SOURCES,
+        drop_overlapping,
         load_texts,
         write_text_pools,
     )
+    from audiograft.manifest import read_manifest
 
     chosen = DEFAULT_SOURCES
     if sources is not None:
@@ -529,6 +534,8 @@ def text_pools(
             raise typer.BadParameter(f"unknown text sources {unknown}; known: {sorted(known)}", param_hint="--sources")
         chosen = tuple(known[name] for name in sources.split(","))
     pools = load_texts(chosen)
+    if held_out:
+        pools = drop_overlapping(pools, [utterance.text for path in held_out for utterance in read_manifest(path)])
     write_text_pools(output, pools)
     console.print(f"wrote {output}: " + ", ".join(f"{name} {len(pool)}" for name, pool in pools.items()))
 

@@ -25,11 +25,14 @@ from audiograft.corpora.texts import (
     TEXT_SOURCES,
     WORD_LIMITS,
     TextSource,
+    drop_overlapping,
+    fortune_cookies,
     kjv_passages,
     load_texts,
     normalise_sentence,
     scrambled_texts,
     source_weights,
+    word_runs,
 )
 
 # What every engine reads the same way: letters, spaces and plain punctuation, no digits or symbols.
@@ -111,9 +114,10 @@ def test_every_register_yields_plain_words_within_its_limits(monkeypatch):
     loaded = load_texts()
     register_of = {source.name: source.register for source in TEXT_SOURCES}
     # Every register but the written one is generated, so present whatever Debian packages are installed; scrambled
-    # words are made only when asked for.
-    assert WORD_LIMITS.keys() - {"written", "scrambled"} <= {register_of[name] for name in loaded}
-    assert "scrambled" not in loaded and [s.name for s in TEXT_SOURCES if s not in DEFAULT_SOURCES] == ["scrambled"]
+    # words and fortune cookies (the text levers) are read only when asked for.
+    assert WORD_LIMITS.keys() - {"written", "scrambled", "quotations"} <= {register_of[name] for name in loaded}
+    levers = [s.name for s in TEXT_SOURCES if s not in DEFAULT_SOURCES]
+    assert levers == ["scrambled", "fortunes"] and not loaded.keys() & levers
     for name, items in loaded.items():
         limits = WORD_LIMITS[register_of[name]]
         assert items, name
@@ -176,6 +180,39 @@ def test_scrambled_source_scrambles_the_default_sources(monkeypatch):
     loaded = load_texts((scrambled,))["scrambled"]
     assert len(loaded) > 150 and all(PLAIN.fullmatch(text) for text in loaded)
     assert all(len(text.split()) in WORD_LIMITS["scrambled"] for text in loaded)
+
+
+def test_fortune_cookies_drop_attributions_and_left_out_files_and_split_long_cookies(tmp_path):
+    (tmp_path / "wisdom").write_text("A friend is a present you give yourself.\n\t\t-- Robert Louis Stevenson\n%\n"
+                                     "Coach: What's up,\nNorm?\n%\n" + "Long words here. " * 7 + "\n%\n")
+    (tmp_path / "wisdom.dat").write_bytes(b"\x00\x02 index, not a cookie file")
+    (tmp_path / "songs-poems").write_text("Lyrics of a song that is not ours.\n%\n")
+    cookies = fortune_cookies(tmp_path, left_out=frozenset({"songs-poems"}), words=range(2, 12))
+    assert cookies[:2] == ["A friend is a present you give yourself.", "Coach: What's up, Norm?"]
+    # The cookie of 21 words is read sentence by sentence; the empty text after the last "%" is dropped by load_texts.
+    assert cookies[2:9] == ["Long words here."] * 7
+    assert fortune_cookies(tmp_path / "missing") == []
+
+
+def test_fortunes_source_gives_plain_quotations_when_installed():
+    fortunes = next(source for source in TEXT_SOURCES if source.name == "fortunes")
+    if not fortune_cookies():
+        pytest.skip("Debian's fortunes is not installed")
+    loaded = load_texts((fortunes,))["fortunes"]
+    assert len(loaded) > 10_000 and all(PLAIN.fullmatch(text) for text in loaded)
+    assert all(len(text.split()) in WORD_LIMITS["quotations"] for text in loaded)
+
+
+def test_drop_overlapping_removes_texts_sharing_a_run_of_words_with_held_out_ones():
+    assert word_runs("Go forward, ten meters now!", 3) == {"go forward ten", "forward ten meters", "ten meters now"}
+    assert word_runs("Too short.", 3) == set()
+    pools = {"fortunes": ["Please go forward ten meters now.", "Go forward slowly, ten meters.", "Ten."],
+             "kjv": ["And they went forward ten meters."]}
+    kept = drop_overlapping(pools, ["go FORWARD ten meters", "another one"], length=4)
+    # The Bible's text shares three words in a row with the held-out one, not four.
+    assert kept == {"fortunes": ["Go forward slowly, ten meters.", "Ten."], "kjv": pools["kjv"]}
+    assert drop_overlapping(pools, ["they went forward ten"], length=4)["kjv"] == []
+    assert drop_overlapping(pools, []) == pools
 
 
 def test_kjv_passages_join_whole_consecutive_verses_of_one_chapter(monkeypatch):

@@ -37,13 +37,15 @@ WORD_LIMITS: dict[str, range] = {
     "short": range(1, 5),
     "long": range(30, 71),
     "scrambled": range(2, 26),
+    "quotations": range(2, 26),
 }
 
 # How often the planner draws each register (relative weights), split evenly between the register's sources.
 # Everyday speech (dialogue, commands, numbers and names, short phrases) takes 60%; written prose (Bible, WordNet)
 # stays one register of 20%; long passages take 20%, to teach the model to keep every sentence of a full window.
-# Scrambled words are not in DEFAULT_SOURCES: they are drawn only from a pool file made for them
-# (`audiograft data texts --sources scrambled`), or at this weight beside the others in one that holds both.
+# Scrambled words and quotations (the text levers of issue 14) are not in DEFAULT_SOURCES: they are drawn only from a
+# pool file made for them (`audiograft data texts --sources scrambled`), or at this weight beside the others in one
+# that holds them all.
 DEFAULT_MIX: dict[str, float] = {
     "written": 0.2,
     "dialogue": 0.2,
@@ -52,6 +54,7 @@ DEFAULT_MIX: dict[str, float] = {
     "short": 0.1,
     "long": 0.2,
     "scrambled": 0.2,
+    "quotations": 0.2,
 }
 
 # The generated registers are drawn this many times (duplicates then merge) with this seed, so the text is
@@ -66,6 +69,11 @@ _ALLOWED_SENTENCE = re.compile(r"[A-Z][A-Za-z ,.;:'?!-]*[.?!]")
 _DANGLING_HYPHEN = re.compile(r"(^|\s)-|-($|\s)|--")
 _SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+(?=[A-Z])")
 _ALL_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
+# Song lyrics are left out of the fortune cookies (their rights are the songwriters'), and so are pictures drawn in
+# characters and the cookies of other languages.
+FORTUNE_FILES_LEFT_OUT = frozenset({"songs-poems", "ascii-art", "translate-me"})
+# Texts sharing a run of this many words with held-out transcripts are dropped (drop_overlapping).
+OVERLAP_WORDS = 5
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,47 @@ def wordnet_examples(wordnet_dir: Path = Path("/usr/share/wordnet")) -> list[str
     return examples
 
 
+def fortune_cookies(
+    fortune_dir: Path = Path("/usr/share/games/fortunes"), left_out: frozenset[str] = FORTUNE_FILES_LEFT_OUT,
+    words: range = WORD_LIMITS["quotations"],
+) -> list[str]:
+    """Quotations, jokes and sayings of Debian's fortunes (BSD-style licence) with their attributions dropped: each
+    cookie whole when it has fewer than words.stop words, else its sentences one by one."""
+    cookie_files = sorted(path for path in fortune_dir.glob("*") if path.is_file() and not path.suffix
+                          and path.name not in left_out)
+    if not cookie_files:
+        logger.warning("fortunes is not installed; skipping fortune cookies as a text source")
+        return []
+    texts = []
+    for path in cookie_files:
+        for cookie in re.split(r"^%$", path.read_text(encoding="utf-8", errors="replace"), flags=re.MULTILINE):
+            lines = [line for line in cookie.splitlines() if not line.strip().startswith("--")]
+            text = " ".join(" ".join(lines).split())
+            texts.extend([text] if len(text.split()) < words.stop else _SENTENCE_BREAK.split(text))
+    return texts
+
+
+def word_runs(text: str, length: int = OVERLAP_WORDS) -> set[str]:
+    """Every run of length consecutive words of text, compared as _sentence_key compares texts."""
+    words = _sentence_key(text).split()
+    return {" ".join(words[start:start + length]) for start in range(len(words) - length + 1)}
+
+
+def drop_overlapping(
+    pools: Mapping[str, list[str]], held_out: Iterable[str], length: int = OVERLAP_WORDS
+) -> dict[str, list[str]]:
+    """The pools without any text sharing a run of length words with a held-out text (an evaluation set's
+    transcripts), so that no quotation the model trains on is one it is scored on."""
+    held_out_runs = set().union(*(word_runs(text, length) for text in held_out))
+    kept = {name: [text for text in pool if held_out_runs.isdisjoint(word_runs(text, length))]
+            for name, pool in pools.items()}
+    for name, pool in pools.items():
+        if len(kept[name]) < len(pool):
+            logger.info("%s: %d texts share %d words in a row with the held-out texts; dropped",
+                        name, len(pool) - len(kept[name]), length)
+    return kept
+
+
 def _generated(generator: Callable[[int, int], list[str]]) -> Callable[[], list[str]]:
     """The generator's texts at TEXT_SEED and GENERATED_DRAWS (read at call time), made once per process."""
     return lambda: list(_drawn(generator, TEXT_SEED, GENERATED_DRAWS))
@@ -211,9 +260,11 @@ TEXT_SOURCES: tuple[TextSource, ...] = (
     TextSource("messages", "long", f"{_OURS}; faker (MIT), inflect (MIT)", _generated(everyday.messages)),
     TextSource("scrambled", "scrambled", "words of the default sources (their licences)",
                lambda: scrambled_texts(load_texts(), 2 * GENERATED_DRAWS, TEXT_SEED)),
+    TextSource("fortunes", "quotations", "BSD-style (Debian fortunes, fortune-mod); song lyrics left out",
+               fortune_cookies),
 )
 # The sources of the shipped model's corpus: what `audiograft data texts` writes unless told which.
-DEFAULT_SOURCES = tuple(source for source in TEXT_SOURCES if source.name != "scrambled")
+DEFAULT_SOURCES = tuple(source for source in TEXT_SOURCES if source.name not in {"scrambled", "fortunes"})
 
 
 def load_texts(
