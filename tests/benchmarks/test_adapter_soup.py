@@ -1,0 +1,52 @@
+"""benchmarks/adapter_soup.py: two grafts of one recipe averaged into one."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from audiograft.modeling.config import GraftConfig, LoraSettings
+from audiograft.modeling.model import GraftModel
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "adapter_soup.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("adapter_soup", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def trained_graft(base_models, seed: int, path: Path, rank: int = 4) -> Path:
+    torch.manual_seed(seed)
+    model = GraftModel.from_config(GraftConfig(encoder=str(base_models["whisper"]), llm=str(base_models["qwen2"])))
+    model.add_lora(LoraSettings(r=rank, alpha=2 * rank))
+    with torch.no_grad():  # LoRA B starts at zero; training would move it
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name or "projector" in name:
+                parameter.normal_()
+    return model.save_pretrained(path)
+
+
+def q_proj(model: GraftModel):
+    return next(module for name, module in model.llm.named_modules() if name.endswith("layers.0.self_attn.q_proj"))
+
+
+def test_soup_averages_projectors_and_lora_deltas_exactly(base_models, tmp_path):
+    first, second = (trained_graft(base_models, seed, tmp_path / f"run{seed}") for seed in (1, 2))
+    souped = GraftModel.from_pretrained(load_script().soup(first, second, tmp_path / "soup"))
+    grafts = [GraftModel.from_pretrained(path) for path in (first, second)]
+    deltas = [q_proj(graft).get_delta_weight("default") for graft in grafts]
+    torch.testing.assert_close(q_proj(souped).get_delta_weight("default"), (deltas[0] + deltas[1]) / 2)
+    for name, tensor in souped.projector.state_dict().items():
+        expected = (grafts[0].projector.state_dict()[name] + grafts[1].projector.state_dict()[name]) / 2
+        torch.testing.assert_close(tensor, expected)
+
+
+def test_soup_refuses_grafts_of_different_recipes(base_models, tmp_path):
+    first = trained_graft(base_models, 1, tmp_path / "rank4")
+    second = trained_graft(base_models, 2, tmp_path / "rank8", rank=8)
+    with pytest.raises(ValueError, match="graft_config.json"):
+        load_script().soup(first, second, tmp_path / "soup")
