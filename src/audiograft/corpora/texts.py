@@ -172,10 +172,22 @@ def fortune_cookies(
     texts = []
     for path in cookie_files:
         for cookie in re.split(r"^%$", path.read_text(encoding="utf-8", errors="replace"), flags=re.MULTILINE):
-            lines = [line for line in cookie.splitlines() if not line.strip().startswith("--")]
-            text = " ".join(" ".join(lines).split())
+            text = " ".join(" ".join(_without_attributions(cookie.splitlines())).split())
             texts.extend([text] if len(text.split()) < words.stop else _SENTENCE_BREAK.split(text))
     return texts
+
+
+def _without_attributions(lines: list[str]) -> list[str]:
+    """A cookie's lines without its attributions: a line starting "--" and the indented lines that continue it."""
+    kept, in_attribution = [], False
+    for line in lines:
+        if line.strip().startswith("--"):
+            in_attribution = True
+        elif not line[:1].isspace():
+            in_attribution = False
+        if not in_attribution:
+            kept.append(line)
+    return kept
 
 
 def word_runs(text: str, length: int = OVERLAP_WORDS) -> set[str]:
