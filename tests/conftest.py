@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import tarfile
@@ -33,6 +34,7 @@ from audiograft.modeling.encoders import read_encoder_config
 from audiograft.modeling.processor import AudioSettings, GraftProcessor
 from audiograft.training.loop import TrainConfig
 
+REPOSITORY = Path(__file__).parents[1]
 TOKENIZER = chatml_tokenizer()
 VOCAB = len(TOKENIZER)
 ENCODER_KW = dict(
@@ -254,3 +256,12 @@ def config_for(base_models, manifest, output_dir, **overrides):
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def load_script(relative_path: str):
+    """A standalone script of the repository (scripts/, benchmarks/) imported as a module, to test its functions."""
+    path = REPOSITORY / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,22 +1,13 @@
 """benchmarks/adapter_soup.py: two grafts of one recipe averaged into one."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from audiograft.modeling.config import GraftConfig, LoraSettings
 from audiograft.modeling.model import GraftModel
-
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "adapter_soup.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("adapter_soup", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def trained_graft(base_models, seed: int, path: Path, rank: int = 4) -> Path:
@@ -36,7 +27,7 @@ def q_proj(model: GraftModel):
 
 def test_soup_averages_projectors_and_lora_deltas_exactly(base_models, tmp_path):
     first, second = (trained_graft(base_models, seed, tmp_path / f"run{seed}") for seed in (1, 2))
-    souped = GraftModel.from_pretrained(load_script().soup(first, second, tmp_path / "soup"))
+    souped = GraftModel.from_pretrained(load_script("benchmarks/adapter_soup.py").soup(first, second, tmp_path / "soup"))
     grafts = [GraftModel.from_pretrained(path) for path in (first, second)]
     deltas = [q_proj(graft).get_delta_weight("default") for graft in grafts]
     torch.testing.assert_close(q_proj(souped).get_delta_weight("default"), (deltas[0] + deltas[1]) / 2)
@@ -49,4 +40,4 @@ def test_soup_refuses_grafts_of_different_recipes(base_models, tmp_path):
     first = trained_graft(base_models, 1, tmp_path / "rank4")
     second = trained_graft(base_models, 2, tmp_path / "rank8", rank=8)
     with pytest.raises(ValueError, match="graft_config.json"):
-        load_script().soup(first, second, tmp_path / "soup")
+        load_script("benchmarks/adapter_soup.py").soup(first, second, tmp_path / "soup")

@@ -1,18 +1,7 @@
 """benchmarks/wer_by_source.py: corpus WER per source of a mixed evaluation set."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "wer_by_source.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("wer_by_source", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def scored(reference: str, hypothesis: str) -> dict:
@@ -20,7 +9,7 @@ def scored(reference: str, hypothesis: str) -> dict:
 
 
 def test_wer_by_group_scores_each_source_as_one_corpus_and_leaves_empty_references_out():
-    wer_by_group = load_script().wer_by_group
+    wer_by_group = load_script("benchmarks/wer_by_source.py").wer_by_group
     utterances = [scored("montreal forced aligner", "mortal force aligner"), scored("a b c d", "a b c d"),
                   scored("m f a is like putty", "m f a is like putty"), scored("", "noise")]
     rows = wer_by_group(["mfa", "librivox", "mfa", "mfa"], utterances)

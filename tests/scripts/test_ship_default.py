@@ -1,23 +1,13 @@
 """scripts/ship_default.py: a trained graft becomes the built-in model, bf16, with the LLM named as the registry names it."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
+from conftest import load_script
 from safetensors.torch import load_file
 
 from audiograft.modeling.config import GraftConfig
 from audiograft.modeling.model import GraftModel
-
-SCRIPT = Path(__file__).parents[2] / "scripts" / "ship_default.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("ship_default", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_ship_writes_bf16_adapters_keeps_the_aligner_and_drops_the_stale_calibrator(base_models, tmp_path):
@@ -34,7 +24,7 @@ def test_ship_writes_bf16_adapters_keeps_the_aligner_and_drops_the_stale_calibra
     (target / "confidence_calibrator.json").write_text("{}")
     (target / "MODEL_CARD.md").write_text("# the card\n")
 
-    load_script().ship(source, target)
+    load_script("scripts/ship_default.py").ship(source, target)
 
     assert (target / "word_aligner.json").is_file()  # same encoder: its frames, so its aligner, are unchanged
     assert not (target / "confidence_calibrator.json").exists()  # fitted on the old LLM's answers
