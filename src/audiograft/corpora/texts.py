@@ -3,7 +3,9 @@ names, short phrases, long passages), cleaned so that every engine reads it the 
 exactly the label.
 
 Each source is listed in TEXT_SOURCES with its register and licence; DEFAULT_MIX says how often the planner draws
-each register, WORD_LIMITS how long its texts may be.
+each register, WORD_LIMITS how long its texts may be. Two more registers, scrambled words and quotations, are text
+levers measured against the default sources and read only when asked for; drop_overlapping keeps any text that shares
+a run of words with an evaluation set out of training.
 """
 
 from __future__ import annotations
