@@ -519,20 +519,17 @@ def text_pools(
     `audiograft data synth --texts` on a machine without those sources."""
     from audiograft.corpora.texts import (
         DEFAULT_SOURCES,
-        TEXT_SOURCES,
         drop_overlapping,
         load_texts,
+        named_sources,
         write_text_pools,
     )
     from audiograft.manifest import read_manifest
 
-    chosen = DEFAULT_SOURCES
-    if sources is not None:
-        known = {source.name: source for source in TEXT_SOURCES}
-        unknown = sorted(set(sources.split(",")) - known.keys())
-        if unknown:
-            raise typer.BadParameter(f"unknown text sources {unknown}; known: {sorted(known)}", param_hint="--sources")
-        chosen = tuple(known[name] for name in sources.split(","))
+    try:
+        chosen = DEFAULT_SOURCES if sources is None else named_sources(sources.split(","))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--sources") from None
     pools = load_texts(chosen)
     if held_out:
         pools = drop_overlapping(pools, [utterance.text for path in held_out for utterance in read_manifest(path)])

@@ -29,6 +29,7 @@ from audiograft.corpora.texts import (
     fortune_cookies,
     kjv_passages,
     load_texts,
+    named_sources,
     normalise_sentence,
     scrambled_texts,
     source_weights,
@@ -151,6 +152,12 @@ def test_load_texts_keeps_each_text_once_within_its_register_limits():
     assert load_texts(sources, mix) == {"answers": ["No thanks.", "Yes."], "questions": ["Where are we meeting?"]}
     with pytest.raises(RuntimeError, match="no text source"):
         load_texts(sources[2:], mix)
+
+
+def test_named_sources_keep_the_order_named_and_name_every_unknown_one():
+    assert [source.name for source in named_sources(["wordnet", "kjv"])] == ["wordnet", "kjv"]
+    with pytest.raises(ValueError, match=r"unknown text sources \['novels', 'poems'\]; known: \['kjv', "):
+        named_sources(["poems", "kjv", "novels"])
 
 
 def test_source_weights_split_each_register_between_its_sources():

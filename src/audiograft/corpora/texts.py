@@ -331,16 +331,23 @@ def read_text_pools(path: Path) -> dict[str, list[str]]:
     return texts
 
 
+def named_sources(names: Iterable[str], sources: tuple[TextSource, ...] = TEXT_SOURCES) -> tuple[TextSource, ...]:
+    """The sources of these names, in the order named; ValueError naming every unknown one."""
+    by_name = {source.name: source for source in sources}
+    names = list(names)
+    unknown = sorted(set(names) - by_name.keys())
+    if unknown:
+        raise ValueError(f"unknown text sources {unknown}; known: {list(by_name)}")
+    return tuple(by_name[name] for name in names)
+
+
 def source_weights(
     names: Iterable[str], sources: tuple[TextSource, ...] = TEXT_SOURCES, mix: Mapping[str, float] = DEFAULT_MIX
 ) -> dict[str, float]:
     """How often to draw each of the named sources: its register's share of the mix, split evenly between the
     register's sources present (so a template with many variants does not crowd out a short fixed list)."""
-    present = set(names)
+    present = {source.name for source in named_sources(names, sources)}
     register_of = {source.name: source.register for source in sources if source.name in present}
-    unknown = present - register_of.keys()
-    if unknown:
-        raise ValueError(f"unknown text sources {sorted(unknown)}; known: {[s.name for s in sources]}")
     sizes = Counter(register_of.values())
     return {name: mix.get(register, 0) / sizes[register] for name, register in register_of.items()}
 
