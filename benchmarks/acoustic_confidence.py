@@ -26,7 +26,13 @@ import torch
 from torch import nn
 
 from audiograft.evaluation.metrics import expected_calibration_error
-from audiograft.inference.alignment import BLANK, ConfidenceCalibrator, WordAligner, letter_targets
+from audiograft.files import write_text_atomically
+from audiograft.inference.alignment import (
+    BLANK,
+    ConfidenceCalibrator,
+    WordAligner,
+    letter_targets,
+)
 from audiograft.manifest import read_manifest
 from audiograft.training.aligner import encoder_frames
 from audiograft.training.encoder_cache import EncoderCache
@@ -112,7 +118,7 @@ def main() -> None:
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
-        args.output.write_text(text + "\n")
+        write_text_atomically(args.output, text + "\n")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from audiograft.evaluation.metrics import expected_calibration_error
+from audiograft.files import write_text_atomically
 from audiograft.inference.alignment import ConfidenceCalibrator
 
 
@@ -52,7 +53,7 @@ def main() -> None:
         }
         print(label, {name: round(value, 3) for name, value in report[label].items()})
     if args.output:
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomically(args.output, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import jiwer
 import torch
 
 from audiograft.evaluation.metrics import normalize
+from audiograft.files import write_text_atomically
 from audiograft.inference.alignment import ALPHABET, BLANK, WordAligner, spoken_letters
 from audiograft.manifest import read_manifest
 from audiograft.training.aligner import encoder_frames
@@ -93,7 +94,7 @@ def main() -> None:
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
-        args.output.write_text(text + "\n")
+        write_text_atomically(args.output, text + "\n")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jiwer
 
+from audiograft.files import write_text_atomically
 from audiograft.manifest import read_manifest
 
 logger = logging.getLogger("benchmarks.wer_by_source")
@@ -63,7 +64,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logger.info(json.dumps(report, indent=1))
     if args.output:
-        args.output.write_text(json.dumps(report, indent=1) + "\n")
+        write_text_atomically(args.output, json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":
