@@ -54,10 +54,12 @@ gpus=$(nvidia-smi -L | wc -l)
 lanes=(${TRAIN_CONFIGS:-configs/v3-stage2-ctc.yaml+configs/v3-stage2-real10.yaml configs/v4-stage2.yaml})
 prepare() {
   # The configs name data/v3/... and runs/...: read from $work, not from a link in the checkout, which the next call's
-  # copy of the working tree would remove. A run started from v2's projector finds it where the stage parts put it.
+  # copy of the working tree would remove. A run started from another's graft (init_from: runs/NAME/final) finds it
+  # where the stage parts put it, $stage/NAME (v2's projector: INIT_FROM where it lies elsewhere).
   local config=$work/$(basename "$1")
   local edits=(-e "s|data/$data/|$work/data/$data/|"
-               -e "s|init_from: runs/v2-stage1/final|init_from: ${INIT_FROM:-$stage/v2-stage1}|")
+               -e "s|init_from: runs/v2-stage1/final|init_from: ${INIT_FROM:-$stage/v2-stage1}|"
+               -e "s|init_from: runs/\([^/]*\)/final|init_from: $stage/\1|")
   # MAX_STEPS: a shorter schedule where the lease's time left asks for one, the same for every run.
   [ -n "${MAX_STEPS:-}" ] && edits+=(-e "s|^max_steps: .*|max_steps: $MAX_STEPS|")
   sed "${edits[@]}" "$1" > "$config"

@@ -90,6 +90,23 @@ def test_two_stages_on_cpu_reduce_the_loss_and_save_adapters(base_models, manife
     assert checkpoints == ["checkpoint-00000004", "checkpoint-00000008"]  # keep_last=2 of 4, 8 (12 is final)
 
 
+def test_stage2_from_a_stage2_graft_trains_its_lora_further(base_models, manifest, tmp_path):
+    # Training over several leases: a run starts from the last lease's final graft, LoRA included.
+    from safetensors.torch import load_file
+
+    first = train(config_for(base_models, manifest, tmp_path / "a", stage=2, lora=LoraSettings(r=4, alpha=8),
+                             max_steps=3))
+    config = config_for(base_models, manifest, tmp_path / "b", model=None, init_from=str(first), stage=2,
+                        lora=LoraSettings(r=4, alpha=8), max_steps=3, seed=1)
+    model = build_model(config, make_accelerator(config))
+    assert len([n for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]) == 2 * 7 * 2
+    second = train(config)
+    before = load_file(first / "lora" / "adapter_model.safetensors")
+    after = load_file(second / "lora" / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[name], after[name]) for name in before if "lora_B" in name)
+
+
 def test_ctc_weight_trains_with_the_auxiliary_loss_and_logs_both_parts(base_models, manifest, tmp_path):
     train(config_for(base_models, manifest, tmp_path / "ctc", max_steps=4, log_every=2, ctc_weight=0.5))
     logged = [r for r in read_log(tmp_path / "ctc") if "loss" in r]
