@@ -81,6 +81,16 @@ evaluate() {
       --json "$work/eval_$2_$name.json" > "$work/eval_$2_$name.log" 2>&1
   done
 }
+evaluate_run() {
+  # $1: a run's name: its final graft, then its checkpoints at the steps EVAL_STEPS names (a training curve), each
+  # scored as "NAME-STEP".
+  local step checkpoint
+  evaluate "runs/$1/final" "$1"
+  for step in ${EVAL_STEPS:-}; do
+    checkpoint=runs/$1/checkpoint-$(printf %08d "$step")/graft
+    [ -d "$checkpoint" ] && evaluate "$checkpoint" "$1-$step"
+  done
+}
 if [ "${#lanes[@]}" -gt 1 ]; then
   # Ablations on equal budgets: lane i on GPU i mod the GPU count (a small LLM leaves a GPU room for two runs), all
   # lanes at once. Two lanes on one GPU run their kernels side by side under CUDA MPS where the driver offers it.
@@ -111,7 +121,7 @@ if [ "${#lanes[@]}" -gt 1 ]; then
         echo "$lane_config wall $(( $(date +%s) - started )) s on GPU $gpu"
         # Only a lane's last run is scored: an earlier one (a stage-1 projector) is a step towards it, not a result.
         [ "$lane_config" = "${lanes[$index]##*+}" ] || continue
-        evaluate "runs/$name/final" "$name"
+        evaluate_run "$name"
         echo "$lane_config scored at $(( $(date +%s) - started )) s"
       done
     ) &
@@ -131,7 +141,7 @@ else
     echo "$stage_config wall $(( $(date +%s) - started )) s on $gpus GPUs"
     [ "$stage_config" = "${lanes[0]##*+}" ] || continue
     name=$(basename "$config" .yaml)
-    evaluate "runs/$name/final" "$name"
+    evaluate_run "$name"
   done
 fi
 touch "$work/train.done"
