@@ -53,6 +53,8 @@ def ship(source: Path, target: Path) -> None:
         to_bf16(source / LORA_DIR / LORA_WEIGHTS, target / LORA_DIR / LORA_WEIGHTS)
         lora_config = json.loads((source / LORA_DIR / LORA_CONFIG).read_text())
         lora_config["base_model_name_or_path"] = config.llm
+        if isinstance(lora_config["target_modules"], list):  # PEFT writes its set in hash order: one run, one file
+            lora_config["target_modules"] = sorted(lora_config["target_modules"])
         (target / LORA_DIR / LORA_CONFIG).write_text(json.dumps(lora_config, indent=2, sort_keys=True) + "\n")
     else:
         (target / LORA_DIR).rmdir()

@@ -24,6 +24,11 @@ def test_ship_writes_bf16_adapters_keeps_the_aligner_and_drops_the_stale_calibra
     (target / "confidence_calibrator.json").write_text("{}")
     (target / "MODEL_CARD.md").write_text("# the card\n")
 
+    source_config = source / "lora" / "adapter_config.json"
+    source_adapter = json.loads(source_config.read_text())
+    source_adapter["target_modules"] = sorted(source_adapter["target_modules"], reverse=True)  # PEFT's hash order
+    source_config.write_text(json.dumps(source_adapter))
+
     load_script("scripts/ship_default.py").ship(source, target)
 
     assert (target / "word_aligner.json").is_file()  # same encoder: its frames, so its aligner, are unchanged
@@ -34,6 +39,7 @@ def test_ship_writes_bf16_adapters_keeps_the_aligner_and_drops_the_stale_calibra
     assert {t.dtype for t in load_file(target / "lora" / "adapter_model.safetensors").values()} == {torch.bfloat16}
     adapter = json.loads((target / "lora" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(base_models["qwen2"])
+    assert adapter["target_modules"] == sorted(source_adapter["target_modules"])
     shipped = GraftModel.from_pretrained(target)
     for name, tensor in load_file(source / "projector.safetensors").items():
         torch.testing.assert_close(shipped.projector.state_dict()[name].float(), tensor.bfloat16().float())
