@@ -92,8 +92,6 @@ def test_two_stages_on_cpu_reduce_the_loss_and_save_adapters(base_models, manife
 
 def test_stage2_from_a_stage2_graft_trains_its_lora_further(base_models, manifest, tmp_path):
     # Training over several leases: a run starts from the last lease's final graft, LoRA included.
-    from safetensors.torch import load_file
-
     first = train(config_for(base_models, manifest, tmp_path / "a", stage=2, lora=LoraSettings(r=4, alpha=8),
                              max_steps=3))
     config = config_for(base_models, manifest, tmp_path / "b", model=None, init_from=str(first), stage=2,
