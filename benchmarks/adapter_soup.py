@@ -25,7 +25,8 @@ logger = logging.getLogger("benchmarks.adapter_soup")
 
 def soup(first: Path, second: Path, out: Path) -> Path:
     # graft_config.json holds the LoRA settings too (adapter_config.json lists its targets in set order).
-    if json.loads((first / "graft_config.json").read_text()) != json.loads((second / "graft_config.json").read_text()):
+    graft_config, second_config = (json.loads((graft / "graft_config.json").read_text()) for graft in (first, second))
+    if graft_config != second_config:
         raise ValueError(f"{first} and {second} differ in graft_config.json: not two runs of one recipe")
     (out / "lora").mkdir(parents=True, exist_ok=True)
     projectors = [load_file(graft / "projector.safetensors") for graft in (first, second)]
@@ -44,8 +45,8 @@ def soup(first: Path, second: Path, out: Path) -> Path:
     adapter_config = json.loads((first / "lora/adapter_config.json").read_text())
     adapter_config["r"], adapter_config["lora_alpha"] = 2 * adapter_config["r"], 2 * adapter_config["lora_alpha"]
     (out / "lora/adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
-    graft_config = json.loads((first / "graft_config.json").read_text())
-    graft_config["lora"]["r"], graft_config["lora"]["alpha"] = 2 * graft_config["lora"]["r"], 2 * graft_config["lora"]["alpha"]
+    lora = graft_config["lora"]
+    lora["r"], lora["alpha"] = 2 * lora["r"], 2 * lora["alpha"]
     (out / "graft_config.json").write_text(json.dumps(graft_config, indent=2))
     shutil.copy(first / "processor_config.json", out)
     return out
