@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import itertools
 import json
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
@@ -70,16 +71,19 @@ def pack(out: Path, part_mb: float, paths: list[Path]) -> None:
 
 
 def unpack(dest: Path, parts: list[Path]) -> None:
+    # Only the parts from part-00 on up to the first missing one: bytes after a gap would complete the member that
+    # straddles it with another part's bytes, at its right size, so no later call would write it again.
+    by_index = {int(part.name.removeprefix("part-")): part for part in parts}
     data = b""
-    for part in sorted(parts):
+    for part in (by_index[index] for index in itertools.takewhile(by_index.__contains__, itertools.count())):
         chunk = (part / "chunk").read_bytes()
         if hashlib.sha256(chunk).hexdigest() != (part / "sha256").read_text().strip():
             raise SystemExit(f"{part}: sha256 mismatch")
         data += chunk
     dest.mkdir(parents=True, exist_ok=True)
     done = []
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
-        try:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
             for member in tar:
                 if member.isdir():
                     (dest / member.name).mkdir(parents=True, exist_ok=True)
@@ -93,8 +97,8 @@ def unpack(dest: Path, parts: list[Path]) -> None:
                 if not target.exists() or target.stat().st_size != member.size:
                     target.write_bytes(content)
                 done.append(member.name)
-        except (tarfile.ReadError, EOFError):
-            pass  # the stream stops inside a member whose bytes have not all arrived yet
+    except (tarfile.ReadError, EOFError):
+        pass  # the stream stops inside a member whose bytes have not all arrived yet (or before the first: no part-00)
     print(json.dumps({"bytes": len(data), "members": len(done), "last": done[-1] if done else None}))
 
 

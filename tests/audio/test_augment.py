@@ -73,3 +73,13 @@ def test_slowing_down_never_pushes_a_clip_past_the_encoder_window():
     unbounded = Augmentation(speed_probability=1.0, speed_range=(0.9, 0.9), reverb_probability=0,
                              telephone_probability=0, noise_probability=0)
     assert unbounded(long_clip, np.random.default_rng(1)).size > 30 * 16000
+
+
+def test_the_default_augmentation_only_changes_the_speed():
+    # The ninth lease measured each kind alone: only speed helped real English, so it is the only one on by default.
+    augmentation = Augmentation()
+    silence, clip = np.zeros(16000, dtype=np.float32), tone()
+    outputs = [augmentation(clip, np.random.default_rng(seed)) for seed in range(20)]
+    assert all(not augmentation(silence, np.random.default_rng(seed)).any() for seed in range(20))
+    assert {output.size for output in outputs} - {clip.size}, "speed never changed in 20 draws"
+    assert all(np.array_equal(output, clip) for output in outputs if output.size == clip.size)

@@ -71,8 +71,8 @@ class TrainConfig:
     # Weight of the auxiliary CTC loss on the projected audio tokens (GraftModel.ctc_loss); 0 trains on the answers'
     # next-token loss alone.
     ctc_weight: float = 0.0
-    # Waveform augmentation: true for audio.augment.Augmentation's defaults, or a mapping of its fields to set their
-    # strengths (e.g. {noise_probability: 0.8, snr_range_db: [0, 20]}).
+    # Waveform augmentation: true for audio.augment.Augmentation's defaults (speed change alone), or a mapping of its
+    # fields to set their strengths (e.g. {noise_probability: 0.8, snr_range_db: [0, 20]}).
     augment: bool | dict[str, Any] = False
     spec_augment: bool = False
     # Directory for the frozen encoder's output (either stage, no augmentation, no encoder_lora).
