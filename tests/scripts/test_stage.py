@@ -1,6 +1,5 @@
-"""scripts/gpu/stage.py: a group of files packed into parts, unpacked on the GPU machine as far as its parts have come."""
+"""scripts/gpu/stage.py: a group of files packed into parts, unpacked on the GPU machine as its parts arrive."""
 
-import json
 import random
 
 from conftest import load_script

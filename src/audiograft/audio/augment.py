@@ -66,9 +66,10 @@ def telephone_band(waveform: np.ndarray, low_hz: float = 300.0, high_hz: float =
 class Augmentation:
     """Each transform fires with its probability, in a fixed order: speed, reverberation, telephone, noise.
 
-    By default only the speed changes: trained on synthetic voices, each other kind alone did not help real English
-    speech, SpecAugment and reverberation cost it, and the four together cost it most (benchmarks/RESULTS.md, ninth
-    lease). The others stay here, off, for data and targets where they measure better.
+    By default only the speed changes. Trained on synthetic voices, speed change alone helped real English speech;
+    telephone band and noise alone did not, reverberation (and SpecAugment, which training.data applies apart) cost
+    it, and all of them together cost it most (benchmarks/RESULTS.md, ninth lease). The others stay here, off, for
+    data and targets where they measure better.
     """
 
     speed_probability: float = 0.5
