@@ -4,10 +4,10 @@
         --calibrators corpus=MODEL_A scrambled=MODEL_B union=MODEL_C \
         --results "real English dev"=en.json "synthetic test"=syn.json [--output calibration_sets.json]
 
-Each result is an `audiograft eval --json` of one graft whose confidences went through MODEL_A's calibrator; the
-candidates are the same graft's calibrators fitted by `audiograft calibrate` on different sets. Platt scaling is
-affine in logit space, so the words are rescored exactly instead of transcribed again: logit(raw) = (logit(calibrated)
-- intercept) / slope, then each candidate's own slope and intercept.
+Each result is an `audiograft eval --json` of one graft whose confidences went through MODEL_A's calibrator, or are
+raw where MODEL_A has none; the candidates are the same graft's calibrators fitted by `audiograft calibrate` on
+different sets. Platt scaling is affine in logit space, so the words are rescored exactly instead of transcribed
+again: logit(raw) = (logit(calibrated) - intercept) / slope, then each candidate's own slope and intercept.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from audiograft.files import write_text_atomically
 from audiograft.inference.alignment import ConfidenceCalibrator
 
 
-def raw_confidence(calibrated: float, calibrator: ConfidenceCalibrator) -> float:
+def raw_confidence(calibrated: float, calibrator: ConfidenceCalibrator | None) -> float:
+    """The confidence before `calibrator`; a model without one (None) gave its raw confidences."""
+    if calibrator is None:
+        return calibrated
     logit = torch.logit(torch.tensor(calibrated, dtype=torch.float64), eps=1e-6)
     return float(torch.sigmoid((logit - calibrator.intercept) / calibrator.slope))
 
