@@ -2,12 +2,16 @@
 
     python benchmarks/calibration_sets.py --scored-with MODEL_A \
         --calibrators corpus=MODEL_A scrambled=MODEL_B union=MODEL_C \
-        --results "real English dev"=en.json "synthetic test"=syn.json [--output calibration_sets.json]
+        --results "real English dev"=en.json "synthetic test"=syn.json [--bootstrap 1000] [--output calibration_sets.json]
 
 Each result is an `audiograft eval --json` of one graft whose confidences went through MODEL_A's calibrator, or are
 raw where MODEL_A has none; the candidates are the same graft's calibrators fitted by `audiograft calibrate` on
 different sets. Platt scaling is affine in logit space, so the words are rescored exactly instead of transcribed
 again: logit(raw) = (logit(calibrated) - intercept) / slope, then each candidate's own slope and intercept.
+
+--bootstrap N adds, for each candidate on each set, the 95% interval of its ECE minus the raw ECE over N resamples of
+the set's utterances (the words of one clip move together): an interval that holds 0 says the set cannot tell the two
+apart.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from audiograft.evaluation.metrics import expected_calibration_error
@@ -31,6 +36,23 @@ def raw_confidence(calibrated: float, calibrator: ConfidenceCalibrator | None) -
     return float(torch.sigmoid((logit - calibrator.intercept) / calibrator.slope))
 
 
+def ece_change_interval(
+    utterances: list[list[tuple[float, bool]]], calibrator: ConfidenceCalibrator, resamples: int, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of ECE(calibrated) - ECE(raw) over resamples of the utterances, each a list of
+    (raw confidence, correct) words. Hand-written: a dozen lines against adding scipy for its bootstrap."""
+    generator = np.random.default_rng(seed)
+    changes = []
+    for _ in range(resamples):
+        words = [word for index in generator.integers(len(utterances), size=len(utterances))
+                 for word in utterances[index]]
+        raw, correct = [value for value, _ in words], [right for _, right in words]
+        changes.append(expected_calibration_error([calibrator(value) for value in raw], correct)
+                       - expected_calibration_error(raw, correct))
+    low, high = np.percentile(changes, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def named_paths(pairs: list[str]) -> dict[str, Path]:
     return {name: Path(path) for name, _, path in (pair.partition("=") for pair in pairs)}
 
@@ -40,21 +62,26 @@ def main() -> None:
     parser.add_argument("--scored-with", type=Path, required=True, help="the graft whose calibrator the results used")
     parser.add_argument("--calibrators", nargs="+", required=True, metavar="NAME=MODEL")
     parser.add_argument("--results", nargs="+", required=True, metavar="LABEL=RESULT_JSON")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N", help="resamples for each change's interval")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     used = ConfidenceCalibrator.load(args.scored_with)
     candidates = {name: ConfidenceCalibrator.load(model) for name, model in named_paths(args.calibrators).items()}
     report = {}
     for label, path in named_paths(args.results).items():
-        words = [word for utterance in json.loads(path.read_text())["utterances"] for word in utterance["words"] or ()
-                 if word.get("confidence") is not None and word.get("correct") is not None]
-        raw = [raw_confidence(word["confidence"], used) for word in words]
-        correct = [word["correct"] for word in words]
-        report[label] = {"words": len(words), "raw": expected_calibration_error(raw, correct)} | {
+        utterances = [[(raw_confidence(word["confidence"], used), word["correct"]) for word in utterance["words"] or ()
+                       if word.get("confidence") is not None and word.get("correct") is not None]
+                      for utterance in json.loads(path.read_text())["utterances"]]
+        utterances = [words for words in utterances if words]
+        raw, correct = [value for words in utterances for value, _ in words], [r for words in utterances for _, r in words]
+        report[label] = {"words": len(raw), "raw": expected_calibration_error(raw, correct)} | {
             name: expected_calibration_error([calibrator(value) for value in raw], correct)
             for name, calibrator in candidates.items()
         }
-        print(label, {name: round(value, 3) for name, value in report[label].items()})
+        if args.bootstrap:
+            report[label] |= {f"{name} - raw, 95%": ece_change_interval(utterances, calibrator, args.bootstrap)
+                              for name, calibrator in candidates.items()}
+        print(label, {name: np.round(value, 3).tolist() for name, value in report[label].items()})
     if args.output:
         write_text_atomically(args.output, json.dumps(report, indent=2) + "\n")
 

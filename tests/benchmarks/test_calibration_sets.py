@@ -35,3 +35,14 @@ def test_results_of_a_model_without_a_calibrator_are_read_as_raw(tmp_path, monke
     assert json.loads(output.read_text()) == {"en": {
         "words": 4, "raw": pytest.approx(expected_calibration_error(confidences, correct)),
         "union": pytest.approx(expected_calibration_error([calibrator(c) for c in confidences], correct))}}
+
+
+def test_the_interval_holds_zero_for_no_change_and_is_above_it_for_a_calibrator_that_spoils_calibrated_words():
+    ece_change_interval = load_script("benchmarks/calibration_sets.py").ece_change_interval
+    # Thirty clips whose words are right as often as their confidence says: 0.9 right 9 times in 10, 0.5 half.
+    utterances = [[(0.9, index < 9) for index in range(10)] + [(0.5, index < 5) for index in range(10)]
+                  for _ in range(30)]
+    assert ece_change_interval(utterances, ConfidenceCalibrator(slope=1.0, intercept=0.0), 50) == (0.0, 0.0)
+    low, high = ece_change_interval(utterances, ConfidenceCalibrator(slope=3.0, intercept=1.0), 50)
+    assert 0 < low <= high
+    assert ece_change_interval(utterances, ConfidenceCalibrator(slope=3.0, intercept=1.0), 50) == (low, high)
