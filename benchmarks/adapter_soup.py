@@ -5,8 +5,9 @@
 
 The projectors are averaged weight by weight. LoRA deltas (B A) are averaged exactly by concatenating ranks, as PEFT's
 add_weighted_adapter(combination_type="cat") does on a loaded PeftModel: the As stacked, each B divided by the number
-of grafts n and set side by side, so the soup has n times the rank and n times the alpha (the same alpha / r scaling). Written with safetensors directly
-because a graft directory is a projector, a LoRA adapter and two configs, not one PeftModel checkpoint.
+of grafts n and set side by side, so the soup has n times the rank and n times the alpha (the same alpha / r
+scaling). Written with safetensors directly because a graft directory is a projector, a LoRA adapter and two configs,
+not one PeftModel checkpoint.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def soup(grafts: list[Path], out: Path) -> Path:
             raise ValueError(f"{name}: not a LoRA A or B weight")
     save_file(souped, out / "lora/adapter_model.safetensors")
     adapter_config = json.loads((first / "lora/adapter_config.json").read_text())
-    adapter_config["r"], adapter_config["lora_alpha"] = count * adapter_config["r"], count * adapter_config["lora_alpha"]
+    adapter_config["r"] *= count
+    adapter_config["lora_alpha"] *= count
     (out / "lora/adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
     lora = graft_config["lora"]
-    lora["r"], lora["alpha"] = count * lora["r"], count * lora["alpha"]
+    lora["r"] *= count
+    lora["alpha"] *= count
     (out / "graft_config.json").write_text(json.dumps(graft_config, indent=2))
     shutil.copy(first / "processor_config.json", out)
     return out

@@ -2,7 +2,7 @@
 
     python benchmarks/calibration_sets.py --scored-with MODEL_A \
         --calibrators corpus=MODEL_A scrambled=MODEL_B union=MODEL_C \
-        --results "real English dev"=en.json "synthetic test"=syn.json [--bootstrap 1000] [--output calibration_sets.json]
+        --results "real English dev"=en.json "synthetic test"=syn.json [--bootstrap 1000] [--output report.json]
 
 Each result is an `audiograft eval --json` of one graft whose confidences went through MODEL_A's calibrator, or are
 raw where MODEL_A has none; the candidates are the same graft's calibrators fitted by `audiograft calibrate` on
@@ -73,7 +73,8 @@ def main() -> None:
                        if word.get("confidence") is not None and word.get("correct") is not None]
                       for utterance in json.loads(path.read_text())["utterances"]]
         utterances = [words for words in utterances if words]
-        raw, correct = [value for words in utterances for value, _ in words], [r for words in utterances for _, r in words]
+        raw = [value for words in utterances for value, _ in words]
+        correct = [right for words in utterances for _, right in words]
         report[label] = {"words": len(raw), "raw": expected_calibration_error(raw, correct)} | {
             name: expected_calibration_error([calibrator(value) for value in raw], correct)
             for name, calibrator in candidates.items()
