@@ -36,19 +36,24 @@ def raw_confidence(calibrated: float, calibrator: ConfidenceCalibrator | None) -
     return float(torch.sigmoid((logit - calibrator.intercept) / calibrator.slope))
 
 
+def words_ece(words: list[tuple[float, bool]], calibrator: ConfidenceCalibrator | None = None) -> float:
+    """ECE of (raw confidence, correct) words, their confidences through `calibrator` where one is given."""
+    return expected_calibration_error([calibrator(raw) if calibrator else raw for raw, _ in words],
+                                      [right for _, right in words])
+
+
 def ece_change_interval(
     utterances: list[list[tuple[float, bool]]], calibrator: ConfidenceCalibrator, resamples: int, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile interval of ECE(calibrated) - ECE(raw) over resamples of the utterances, each a list of
     (raw confidence, correct) words. Hand-written: a dozen lines against adding scipy for its bootstrap."""
+    # Each word calibrated once, not once per resample: the calibrator is a scalar torch call.
+    pairs = [[((raw, right), (calibrator(raw), right)) for raw, right in words] for words in utterances]
     generator = np.random.default_rng(seed)
     changes = []
     for _ in range(resamples):
-        words = [word for index in generator.integers(len(utterances), size=len(utterances))
-                 for word in utterances[index]]
-        raw, correct = [value for value, _ in words], [right for _, right in words]
-        changes.append(expected_calibration_error([calibrator(value) for value in raw], correct)
-                       - expected_calibration_error(raw, correct))
+        sample = [pair for index in generator.integers(len(pairs), size=len(pairs)) for pair in pairs[index]]
+        changes.append(words_ece([calibrated for _, calibrated in sample]) - words_ece([raw for raw, _ in sample]))
     low, high = np.percentile(changes, [2.5, 97.5])
     return float(low), float(high)
 
@@ -73,11 +78,9 @@ def main() -> None:
                        if word.get("confidence") is not None and word.get("correct") is not None]
                       for utterance in json.loads(path.read_text())["utterances"]]
         utterances = [words for words in utterances if words]
-        raw = [value for words in utterances for value, _ in words]
-        correct = [right for words in utterances for _, right in words]
-        report[label] = {"words": len(raw), "raw": expected_calibration_error(raw, correct)} | {
-            name: expected_calibration_error([calibrator(value) for value in raw], correct)
-            for name, calibrator in candidates.items()
+        words = [word for utterance_words in utterances for word in utterance_words]
+        report[label] = {"words": len(words), "raw": words_ece(words)} | {
+            name: words_ece(words, calibrator) for name, calibrator in candidates.items()
         }
         if args.bootstrap:
             report[label] |= {f"{name} - raw, 95%": ece_change_interval(utterances, calibrator, args.bootstrap)
