@@ -195,19 +195,24 @@ def write_lines(path: Path, records: list) -> Path:
     return path
 
 
-def deb_bytes(files: dict[str, bytes]) -> bytes:
-    """A minimal .deb: an ar archive of debian-binary, control.tar.xz and data.tar.xz."""
-    def tar(entries):
+def deb_bytes(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    """A minimal .deb: an ar archive of debian-binary, control.tar.xz and data.tar.xz (files, and symbolic links
+    from a path to its target)."""
+    def tar(entries, links):
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:xz") as archive:
             for name, data in entries.items():
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
+            for name, target in links.items():
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                archive.addfile(info)
         return buffer.getvalue()
 
-    members = {"debian-binary": b"2.0\n", "control.tar.xz": tar({"./control": b"Package: x\n"}),
-               "data.tar.xz": tar(files)}
+    members = {"debian-binary": b"2.0\n", "control.tar.xz": tar({"./control": b"Package: x\n"}, {}),
+               "data.tar.xz": tar(files, links or {})}
     out = b"!<arch>\n"
     for name, data in members.items():
         header = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()

@@ -56,3 +56,17 @@ def test_unpack_deb_extracts_the_data_tar(tmp_path):
     (tmp_path / "not.deb").write_bytes(b"PK\x03\x04")
     with pytest.raises(PackageError, match="not a Debian package"):
         unpack_deb(tmp_path / "not.deb", tmp_path / "y")
+
+
+def test_unpack_deb_leaves_out_links_into_the_system_and_keeps_the_files(tmp_path):
+    # alsa-utils 1.2.8 links its service to /dev/null: the dev set's alsa-channels source failed on a fresh machine.
+    deb = tmp_path / "alsa-utils_1.2.8-1_amd64.deb"
+    deb.write_bytes(deb_bytes({"./usr/share/sounds/alsa/Front_Left.wav": b"RIFF"},
+                              links={"./lib/systemd/system/alsa-utils.service": "/dev/null",
+                                     "./usr/share/sounds/alsa/escape": "../../../../../etc/passwd",
+                                     "./usr/share/sounds/alsa/Left.wav": "Front_Left.wav"}))
+    unpack_deb(deb, tmp_path / "x")
+    assert (tmp_path / "x/usr/share/sounds/alsa/Front_Left.wav").read_bytes() == b"RIFF"
+    assert (tmp_path / "x/usr/share/sounds/alsa/Left.wav").read_bytes() == b"RIFF"
+    assert not (tmp_path / "x/lib/systemd/system/alsa-utils.service").is_symlink()
+    assert not (tmp_path / "x/usr/share/sounds/alsa/escape").is_symlink()

@@ -74,6 +74,16 @@ def _cached_deb(package: str, cache_dir: Path) -> Path | None:
     return debs[-1] if debs else None
 
 
+def _files_and_inner_links(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, leaving out (instead of refusing the package for) a link that points outside the
+    destination: packages link into the system (alsa-utils' service to /dev/null), and what is read is their files."""
+    try:
+        return tarfile.data_filter(member, destination)
+    except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+        logger.debug("%s: a link out of the package (to %s), left out", member.name, member.linkname)
+        return None
+
+
 def unpack_deb(deb: str | Path, destination: str | Path) -> Path:
     """Extract the package's files (its data.tar) under `destination`, as `dpkg-deb -x` does.
 
@@ -92,7 +102,7 @@ def unpack_deb(deb: str | Path, destination: str | Path) -> Path:
         if name.startswith("data.tar"):
             try:
                 with tarfile.open(fileobj=io.BytesIO(member), mode="r:*") as archive:
-                    archive.extractall(destination, filter="data")
+                    archive.extractall(destination, filter=_files_and_inner_links)
             except tarfile.TarError as error:
                 raise PackageError(f"{deb}: cannot read its {name} ({error})") from error
             return destination
