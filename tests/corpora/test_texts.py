@@ -23,9 +23,12 @@ from audiograft.corpora.texts import (
     DEFAULT_MIX,
     DEFAULT_SOURCES,
     TEXT_SOURCES,
+    LEVERS,
     WORD_LIMITS,
     TextSource,
+    chatbot_conversations,
     drop_overlapping,
+    everyday_words,
     fortune_cookies,
     kjv_passages,
     load_texts,
@@ -118,7 +121,8 @@ def test_every_register_yields_plain_words_within_its_limits(monkeypatch):
     # words and fortune cookies (the text levers) are read only when asked for.
     assert WORD_LIMITS.keys() - {"written", "scrambled", "quotations"} <= {register_of[name] for name in loaded}
     levers = [s.name for s in TEXT_SOURCES if s not in DEFAULT_SOURCES]
-    assert levers == ["scrambled", "fortunes"] and not loaded.keys() & levers
+    assert levers == ["scrambled", "everyday_words", "fortunes", "conversations"] and not loaded.keys() & levers
+    assert set(levers) == LEVERS
     for name, items in loaded.items():
         limits = WORD_LIMITS[register_of[name]]
         assert items, name
@@ -187,6 +191,47 @@ def test_scrambled_source_scrambles_the_default_sources(monkeypatch):
     loaded = load_texts((scrambled,))["scrambled"]
     assert len(loaded) > 150 and all(PLAIN.fullmatch(text) for text in loaded)
     assert all(len(text.split()) in WORD_LIMITS["scrambled"] for text in loaded)
+
+
+def test_everyday_words_draw_wordfreq_words_by_frequency_and_as_the_pools_spell_them(monkeypatch):
+    wordfreq = pytest.importorskip("wordfreq")
+    frequencies = {"the": 0.05, "i": 0.02, "monday": 0.001, "don't": 0.001, "rare": 0.0001, "gone": 0.0001,
+                   "2nd": 0.01, "e-mail": 0.01, "café": 0.01}
+    monkeypatch.setattr(wordfreq, "get_frequency_dict", lambda language: frequencies if language == "en" else {})
+    pools = {"dialogue": ["See you on Monday, I said.", "Gone."]}
+    drawn = everyday_words(pools, 400, seed=1, vocabulary=5, words=range(3, 4))
+    assert drawn == everyday_words(pools, 400, seed=1, vocabulary=5, words=range(3, 4))
+    words = [word for text in drawn for word in text.split()]
+    assert len(words) == 1200
+    # Plain words only, the five most frequent of them; "Monday" and "I" as the pools write them inside a sentence,
+    # "gone" (only ever a sentence's first word there) in lower case, as wordfreq lists it.
+    assert set(words) == {"the", "I", "Monday", "don't", "rare"}
+    # Half the draws by frequency: "the" comes far more often than "rare", which only the uniform half draws.
+    assert words.count("the") > 3 * words.count("rare") > 0
+
+
+def test_everyday_words_source_gives_plain_scrambled_texts_when_wordfreq_is_installed(monkeypatch):
+    pytest.importorskip("wordfreq")
+    monkeypatch.setattr(texts, "GENERATED_DRAWS", 100)
+    source = next(source for source in TEXT_SOURCES if source.name == "everyday_words")
+    loaded = load_texts((source,))["everyday_words"]
+    assert len(loaded) > 150 and all(PLAIN.fullmatch(text) for text in loaded)
+    assert all(len(text.split()) in WORD_LIMITS["scrambled"] for text in loaded)
+
+
+def test_chatbot_conversations_read_every_line_of_every_english_file(tmp_path):
+    (tmp_path / "greetings.yml").write_text("categories:\n- greetings\nconversations:\n- - Hello\n  - Hi there, how are"
+                                            " you?\n- - What time is it?\n  - 42\n")
+    (tmp_path / "empty.yml").write_text("categories:\n- empty\n")
+    assert chatbot_conversations(tmp_path) == ["Hello", "Hi there, how are you?", "What time is it?"]
+
+
+def test_conversations_source_gives_plain_lines_when_chatterbot_corpus_is_installed():
+    pytest.importorskip("chatterbot_corpus")
+    source = next(source for source in TEXT_SOURCES if source.name == "conversations")
+    loaded = load_texts((source,))["conversations"]
+    assert len(loaded) > 1000 and all(PLAIN.fullmatch(text) for text in loaded)
+    assert "Good morning, how are you?" in loaded
 
 
 def test_fortune_cookies_drop_attributions_and_left_out_files_and_split_long_cookies(tmp_path):

@@ -3,9 +3,9 @@ names, short phrases, long passages), cleaned so that every engine reads it the 
 exactly the label.
 
 Each source is listed in TEXT_SOURCES with its register and licence; DEFAULT_MIX says how often the planner draws
-each register, WORD_LIMITS how long its texts may be. Two more registers, scrambled words and quotations, are text
-levers measured against the default sources and read only when asked for; drop_overlapping keeps any text that shares
-a run of words with an evaluation set out of training.
+each register, WORD_LIMITS how long its texts may be. The LEVERS (scrambled words, everyday English words, quotations,
+chatbot conversations) are text measured against the default sources and read only when asked for; drop_overlapping
+keeps any text that shares a run of words with an evaluation set out of training.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ WORD_LIMITS: dict[str, range] = {
 # How often the planner draws each register (relative weights), split evenly between the register's sources.
 # Everyday speech (dialogue, commands, numbers and names, short phrases) takes 60%; written prose (Bible, WordNet)
 # stays one register of 20%; long passages take 20%, to teach the model to keep every sentence of a full window.
-# Scrambled words and quotations (the text levers of issue 14) are not in DEFAULT_SOURCES: they are drawn only from a
-# pool file made for them (`audiograft data texts --sources scrambled`), or at this weight beside the others in one
-# that holds them all.
+# The text levers of issue 14 (LEVERS) are not in DEFAULT_SOURCES: they are drawn only from a pool file made for them
+# (`audiograft data texts --sources scrambled`), or at their register's weight beside the others in one that holds
+# them all.
 DEFAULT_MIX: dict[str, float] = {
     "written": 0.2,
     "dialogue": 0.2,
@@ -76,6 +76,9 @@ _ALL_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
 FORTUNE_FILES_LEFT_OUT = frozenset({"songs-poems", "ascii-art", "translate-me"})
 # Texts sharing a run of this many words with held-out transcripts are dropped (drop_overlapping).
 OVERLAP_WORDS = 5
+# The everyday-words lever draws from this many of wordfreq's most frequent English words (plain words only).
+EVERYDAY_VOCABULARY = 30_000
+_PLAIN_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,42 @@ def scrambled_texts(
 
     Without syntax or topic to lean on, a model must hear each word: the lever against a graft that writes the
     sentence it expects rather than the one said (benchmarks/text_domain.py measured that gap)."""
+    spelled = _spellings(pools)
+    running = [token.strip(_WORD_EDGES).lower() for pool in pools.values() for text in pool for token in text.split()]
+    return _word_sequences(running, sorted(spelled), spelled, count, seed, words)
+
+
+def everyday_words(
+    pools: Mapping[str, Sequence[str]], count: int, seed: int, vocabulary: int = EVERYDAY_VOCABULARY,
+    words: range = WORD_LIMITS["scrambled"],
+) -> list[str]:
+    """count texts of English words drawn as scrambled_texts draws them, from wordfreq's vocabulary most frequent
+    plain words instead of the pools' (empty when wordfreq is not installed): half of the words by how often English
+    uses them (subtitles, speech, the web, books), half uniform over the list. A word is spelled as the pools write it
+    inside a sentence ("I", "Monday"), else in lower case as wordfreq lists it.
+
+    The default sources' words are those of the Bible, WordNet and our templates; everyday speech uses many they
+    lack (issue 14: 12% of the real English dev's words never occur in the training text)."""
+    try:
+        import wordfreq
+    except ImportError:
+        logger.warning("wordfreq is not installed; skipping everyday English words as a text source")
+        return []
+    frequencies = {word: frequency for word, frequency in wordfreq.get_frequency_dict("en").items()
+                   if _PLAIN_WORD.fullmatch(word)}
+    ranked = sorted(frequencies, key=frequencies.__getitem__, reverse=True)[:vocabulary]
+    # scrambled_texts draws "by how often" from a list of running words: each word here as often, relative to the
+    # rarest word kept, as wordfreq counts it.
+    rarest = frequencies[ranked[-1]]
+    running = [word for word in ranked for _ in range(round(frequencies[word] / rarest))]
+    in_sentences = _spellings(pools)
+    spelled = {word: in_sentences.get(word, word) for word in ranked}
+    return _word_sequences(running, ranked, spelled, count, seed, words)
+
+
+def _spellings(pools: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Each word of the pools (lower case) as it is most often written inside a sentence; a word seen only at a
+    sentence's start, where it is capitalised whatever it is, in lower case."""
     spellings: dict[str, Counter[str]] = {}
     for pool in pools.values():
         for text in pool:
@@ -241,15 +280,17 @@ def scrambled_texts(
                 if word:
                     counts = spellings.setdefault(word.lower(), Counter())
                     if starts_sentence:
-                        # A sentence's first word is capitalised whatever it is: it says nothing of its spelling, so
-                        # it is written in lower case unless it is ever seen inside a sentence.
                         counts.setdefault(word.lower(), 0)
                     else:
                         counts[word] += 1
                 starts_sentence = token[-1] in _SENTENCE_END
-    spelled = {key: counts.most_common(1)[0][0] for key, counts in spellings.items()}
-    running = [token.strip(_WORD_EDGES).lower() for pool in pools.values() for text in pool for token in text.split()]
-    distinct = sorted(spelled)
+    return {key: counts.most_common(1)[0][0] for key, counts in spellings.items()}
+
+
+def _word_sequences(
+    running: Sequence[str], distinct: Sequence[str], spelled: Mapping[str, str], count: int, seed: int, words: range
+) -> list[str]:
+    """count texts of len(words) words (uniform), each word a draw from running or, as often, from distinct."""
     draw = random.Random(seed)
     drawn = []
     for _ in range(count):
@@ -257,6 +298,25 @@ def scrambled_texts(
         picked = [draw.choice(running) if draw.random() < 0.5 else draw.choice(distinct) for _ in range(length)]
         drawn.append(" ".join(spelled[key] for key in picked if key))
     return drawn
+
+
+def chatbot_conversations(corpus_dir: Path | None = None) -> list[str]:
+    """The lines of chatterbot-corpus's English conversations (BSD-3-Clause): greetings, questions and replies on
+    everyday topics, written as people type them in a chat (empty when the package is not installed)."""
+    if corpus_dir is None:
+        try:
+            import chatterbot_corpus
+        except ImportError:
+            logger.warning("chatterbot-corpus is not installed; skipping chatbot conversations as a text source")
+            return []
+        corpus_dir = Path(chatterbot_corpus.__file__).parent / "data" / "english"
+    import yaml
+
+    lines = []
+    for path in sorted(corpus_dir.glob("*.yml")):
+        for conversation in yaml.safe_load(path.read_text(encoding="utf-8")).get("conversations") or []:
+            lines.extend(line for line in conversation if isinstance(line, str))
+    return lines
 
 
 _OURS = "Apache-2.0 (our templates and vocabulary)"
@@ -274,11 +334,19 @@ TEXT_SOURCES: tuple[TextSource, ...] = (
     TextSource("messages", "long", f"{_OURS}; faker (MIT), inflect (MIT)", _generated(everyday.messages)),
     TextSource("scrambled", "scrambled", "words of the default sources (their licences)",
                lambda: scrambled_texts(load_texts(), 2 * GENERATED_DRAWS, TEXT_SEED)),
+    TextSource("everyday_words", "scrambled",
+               "wordfreq's English word list: CC BY-SA 4.0, from SUBTLEX (Brysbaert et al.), OpenSubtitles 2018, "
+               "Wikipedia, ParaCrawl, the Leeds Internet Corpus and Google Books Ngrams (credited in wordfreq's "
+               "README); wordfreq's code Apache-2.0",
+               lambda: everyday_words(load_texts(), 2 * GENERATED_DRAWS, TEXT_SEED)),
     TextSource("fortunes", "quotations", "BSD-style (Debian fortunes, fortune-mod); song lyrics left out",
                fortune_cookies),
+    TextSource("conversations", "dialogue", "BSD-3-Clause (chatterbot-corpus, Gunther Cox)", chatbot_conversations),
 )
+# Text levers (issue 14), read only when asked for (`audiograft data texts --sources`).
+LEVERS = frozenset({"scrambled", "everyday_words", "fortunes", "conversations"})
 # The sources of the shipped model's corpus: what `audiograft data texts` writes unless told which.
-DEFAULT_SOURCES = tuple(source for source in TEXT_SOURCES if source.name not in {"scrambled", "fortunes"})
+DEFAULT_SOURCES = tuple(source for source in TEXT_SOURCES if source.name not in LEVERS)
 
 
 def load_texts(
