@@ -71,7 +71,9 @@ case $phase in
   status)
     tail -4 "$work/build.log" 2>/dev/null
     tail -2 "$work/textpart.log" 2>/dev/null
-    for part in "$work"/textpart/*/; do echo "text part $(basename "$part") files: $(ls "$part/audio" | wc -l)"; done
+    for part in "$work"/textpart/*/audio; do
+      [ -d "$part" ] && echo "text part $(basename "$(dirname "$part")") files: $(ls "$part" | wc -l)"
+    done
     tail -n 4 "$work"/train*.log 2>/dev/null
     echo "corpus files: $(ls "$work/corpus/audio" 2>/dev/null | wc -l)"
     nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
