@@ -121,7 +121,9 @@ def test_encoder_matches_ctranslate2(hf_whisper, ct2_whisper_dir, clip):
 
     assert theirs.shape == ours.shape == (1, 1500, 512)
     assert np.abs(theirs).max() > 1.0
-    assert np.abs(ours - theirs).max() < 1e-3
+    # Relative as well as absolute: on an AMD EPYC machine the two fp32 kernels (oneDNN's, CTranslate2's) differ by
+    # 1.5e-3 on a value near 2; a wrong conversion differs by whole units.
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("clip", sorted(CLIPS))
