@@ -185,10 +185,13 @@ def test_scrambled_texts_draw_pool_words_as_spelled_inside_sentences_and_repeat_
                      "saw", "it", "river", "rose", "after", "storm"}
 
 
-def test_scrambled_source_scrambles_the_default_sources(monkeypatch):
+@pytest.mark.parametrize("name, needs", [("scrambled", None), ("everyday_words", "wordfreq")])
+def test_scrambled_word_sources_give_plain_texts_within_the_register_limits(monkeypatch, name, needs):
+    if needs:
+        pytest.importorskip(needs)
     monkeypatch.setattr(texts, "GENERATED_DRAWS", 100)
-    scrambled = next(source for source in TEXT_SOURCES if source.name == "scrambled")
-    loaded = load_texts((scrambled,))["scrambled"]
+    source = next(source for source in TEXT_SOURCES if source.name == name)
+    loaded = load_texts((source,))[name]
     assert len(loaded) > 150 and all(PLAIN.fullmatch(text) for text in loaded)
     assert all(len(text.split()) in WORD_LIMITS["scrambled"] for text in loaded)
 
@@ -203,20 +206,11 @@ def test_everyday_words_draw_wordfreq_words_by_frequency_and_as_the_pools_spell_
     assert drawn == everyday_words(pools, 400, seed=1, vocabulary=5, words=range(3, 4))
     words = [word for text in drawn for word in text.split()]
     assert len(words) == 1200
-    # Plain words only, the five most frequent of them; "Monday" and "I" as the pools write them inside a sentence,
-    # "gone" (only ever a sentence's first word there) in lower case, as wordfreq lists it.
+    # Plain words only, the five most frequent of them ("gone", as rare as "rare", listed after it, is cut); "Monday"
+    # and "I" as the pools write them inside a sentence, the rest in lower case, as wordfreq lists them.
     assert set(words) == {"the", "I", "Monday", "don't", "rare"}
     # Half the draws by frequency: "the" comes far more often than "rare", which only the uniform half draws.
     assert words.count("the") > 3 * words.count("rare") > 0
-
-
-def test_everyday_words_source_gives_plain_scrambled_texts_when_wordfreq_is_installed(monkeypatch):
-    pytest.importorskip("wordfreq")
-    monkeypatch.setattr(texts, "GENERATED_DRAWS", 100)
-    source = next(source for source in TEXT_SOURCES if source.name == "everyday_words")
-    loaded = load_texts((source,))["everyday_words"]
-    assert len(loaded) > 150 and all(PLAIN.fullmatch(text) for text in loaded)
-    assert all(len(text.split()) in WORD_LIMITS["scrambled"] for text in loaded)
 
 
 def test_chatbot_conversations_read_every_line_of_every_english_file(tmp_path):
