@@ -4,7 +4,7 @@ exactly the label.
 
 Each source is listed in TEXT_SOURCES with its register and licence; DEFAULT_MIX says how often the planner draws
 each register, WORD_LIMITS how long its texts may be. The LEVERS (scrambled words, everyday English words, quotations,
-chatbot conversations) are text measured against the default sources and read only when asked for; drop_overlapping
+chatbot conversations) are texts measured against the default sources and read only when asked for; drop_overlapping
 keeps any text that shares a run of words with an evaluation set out of training.
 """
 
@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 import audiograft
 from audiograft.corpora import everyday
@@ -250,7 +252,7 @@ def everyday_words(
     inside a sentence ("I", "Monday"), else in lower case as wordfreq lists it.
 
     The default sources' words are those of the Bible, WordNet and our templates; everyday speech uses many they
-    lack (issue 14: 12% of the real English dev's words never occur in the training text)."""
+    lack (issue 14: 12% of the real English dev's words never occur in the training text, most of them two)."""
     try:
         import wordfreq
     except ImportError:
@@ -310,8 +312,6 @@ def chatbot_conversations(corpus_dir: Path | None = None) -> list[str]:
             logger.warning("chatterbot-corpus is not installed; skipping chatbot conversations as a text source")
             return []
         corpus_dir = Path(chatterbot_corpus.__file__).parent / "data" / "english"
-    import yaml
-
     lines = []
     for path in sorted(corpus_dir.glob("*.yml")):
         for conversation in yaml.safe_load(path.read_text(encoding="utf-8")).get("conversations") or []:
